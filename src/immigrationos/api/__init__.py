@@ -1,0 +1,1 @@
+"""The REST API (FastAPI) and the pages served beside it."""

@@ -1,0 +1,153 @@
+"""Every auditable event is a typed class with a docstring, emitted through :func:`emit`.
+
+An event says *what* happened (its class and fields); the :class:`~immigrationos.gateway.
+context.AccessContext` says *who*, in which role, for which purpose and why. Personal values
+never go into an event: only object ids, field names, search parameters and counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AuditEvent(BaseModel):
+    """Base of every audit event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The ``action`` name stored in the audit log; unique per class.
+    action: ClassVar[str]
+    #: ``ok`` for something done, ``refused`` for something the rules stopped.
+    outcome: ClassVar[str] = "ok"
+
+    object_type: str | None = None
+    object_ids: list[str] = Field(default_factory=list)
+
+    def details(self) -> dict[str, Any]:
+        """Event-specific fields, stored in the entry's ``details``."""
+        return self.model_dump(
+            mode="json",
+            exclude={"object_type", "object_ids", "search_params", "result_count"},
+        )
+
+
+class RecordRead(AuditEvent):
+    """Personal data was read: one or more rows of one table, by id."""
+
+    action = "record.read"
+
+
+class RecordsSearched(AuditEvent):
+    """Personal data was searched; the parameters and the number of results are kept."""
+
+    action = "records.searched"
+    search_params: dict[str, Any] = Field(default_factory=dict)
+    result_count: int = 0
+
+
+class RecordCreated(AuditEvent):
+    """Rows holding personal data were created."""
+
+    action = "record.created"
+    count: int = 1
+
+
+class RecordUpdated(AuditEvent):
+    """A row holding personal data was changed; the changed field names are kept (not values)."""
+
+    action = "record.updated"
+    fields: list[str] = Field(default_factory=list)
+
+
+class RecordDeleted(AuditEvent):
+    """Rows holding personal data were deleted."""
+
+    action = "record.deleted"
+    count: int = 1
+
+
+class AccessDenied(AuditEvent):
+    """The rules refused an operation; the reason names the rule."""
+
+    action = "access.refused"
+    outcome = "refused"
+    operation: str
+    reason: str
+
+
+class UserCreated(AuditEvent):
+    """An account was created (administration; no personal data of the public)."""
+
+    action = "user.created"
+    username: str
+    role: str
+
+
+class SignedIn(AuditEvent):
+    """A user authenticated."""
+
+    action = "auth.signed_in"
+    method: str = "password"
+
+
+class SignInFailed(AuditEvent):
+    """An authentication attempt failed (the attempted username is kept)."""
+
+    action = "auth.failed"
+    outcome = "refused"
+    username: str
+
+
+class SourceRegistered(AuditEvent):
+    """A source and its data-sharing agreement were registered or revised."""
+
+    action = "source.registered"
+    agreement_version: int
+
+
+class BatchIngested(AuditEvent):
+    """An ingest batch finished, with its reconciled counts."""
+
+    action = "batch.ingested"
+    read: int
+    loaded: int
+    unchanged: int
+    quarantined: int
+
+
+class AuditVerified(AuditEvent):
+    """Someone verified the audit chain; the result is itself on the record."""
+
+    action = "audit.verified"
+    ok: bool
+    checked: int
+    first_broken_seq: int | None = None
+
+
+class CheckpointWritten(AuditEvent):
+    """A signed checkpoint of the chain was written."""
+
+    action = "audit.checkpoint"
+    entries: int
+    head_hash: str
+
+
+class DemoLoaded(AuditEvent):
+    """The demo world was generated and loaded."""
+
+    action = "demo.loaded"
+    persons: int
+    seed: int
+
+
+def all_event_classes() -> list[type[AuditEvent]]:
+    """Every concrete event class (for documentation and the docs test)."""
+    found: list[type[AuditEvent]] = []
+    pending = list(AuditEvent.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.action)

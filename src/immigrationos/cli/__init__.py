@@ -1,0 +1,1 @@
+"""The ``immos`` command line: one Typer app, one module per area."""

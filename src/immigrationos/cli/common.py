@@ -1,0 +1,75 @@
+"""What every CLI command shares: the console, the runtime, and turning errors into messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from immigrationos.core.errors import ImmosError
+from immigrationos.runtime import Runtime, open_runtime
+
+console = Console()
+err_console = Console(stderr=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Print an :class:`ImmosError` as a one-line message and exit 1, without a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ImmosError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@contextmanager
+def runtime() -> Iterator[Runtime]:
+    """The configured runtime, closed when the command ends."""
+    rt = open_runtime()
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def progress_bar() -> Progress:
+    """The progress bar long commands show."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def kv_table(title: str, rows: dict[str, Any]) -> Any:
+    """A two-column Rich table."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table

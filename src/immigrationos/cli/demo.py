@@ -1,0 +1,77 @@
+"""``immos demo``: build a synthetic world, load it, and serve it, printing the demo accounts.
+
+The demo runs in demo mode (the published demo secret and accounts are allowed) under its own
+data folder, and starts fresh each time so what it shows matches what it prints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from immigrationos.cli.common import console, friendly_errors, progress_bar
+
+
+def _prepare_environment(data_dir: Path) -> None:
+    os.environ.setdefault("IMMOS_MODE", "demo")
+    os.environ.setdefault("IMMOS_DATA_DIR", str(data_dir))
+    from immigrationos.core.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def _reset(data_dir: Path) -> None:
+    """Remove the previous demo database (the world is regenerated deterministically)."""
+    from immigrationos.core.settings import get_settings
+    from immigrationos.store import migrate
+    from immigrationos.store.engine import make_engine
+
+    settings = get_settings()
+    if settings.database_url:
+        engine = make_engine(settings.database_url)
+        migrate.downgrade(engine, "base")
+        engine.dispose()
+        return
+    for suffix in ("", "-wal", "-shm"):
+        (data_dir / f"immos.db{suffix}").unlink(missing_ok=True)
+
+
+def _print_accounts(accounts: list[object]) -> None:
+    table = Table("username", "password", "role", "office", title="Demo accounts")
+    for a in accounts:
+        table.add_row(a.username, a.password, a.role.value, a.office or "")  # type: ignore[attr-defined]
+    console.print(table)
+
+
+@friendly_errors
+def demo_cmd(
+    persons: int = typer.Option(3000, "--persons", min=100, help="Synthetic persons to build."),
+    seed: int = typer.Option(42, "--seed", help="World seed (same seed, same world)."),
+    data_dir: Path = typer.Option(
+        Path("var/demo"), "--data-dir", help="Folder for the demo database, keys and world."
+    ),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after loading."),
+    host: str = typer.Option("127.0.0.1", help="Bind address."),
+    port: int = typer.Option(8000, help="Port."),
+) -> None:
+    """Build a synthetic world, load every source into a fresh database, and serve it."""
+    _prepare_environment(data_dir)
+    from immigrationos.cli.serve import run_server
+    from immigrationos.demo import load_demo
+
+    _reset(data_dir)
+    world = data_dir / "world"
+    shutil.rmtree(world, ignore_errors=True)
+    with progress_bar() as bar:
+        result = load_demo(world, persons, seed, bar)
+    console.print(result.summary_table())
+    console.print(f"[green]{result.audit_message}[/]")
+    _print_accounts(list(result.accounts))
+    if serve:
+        run_server(result.runtime, host, port)
+    else:
+        result.runtime.close()

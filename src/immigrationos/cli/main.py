@@ -1,0 +1,34 @@
+"""The ``immos`` command: every area of the platform as a command or command group."""
+
+from __future__ import annotations
+
+import typer
+
+from immigrationos import __version__
+from immigrationos.cli import audit, db, sources, users
+from immigrationos.cli.bench import bench_cmd
+from immigrationos.cli.demo import demo_cmd
+from immigrationos.cli.serve import serve_cmd
+from immigrationos.cli.synth import synth
+
+app = typer.Typer(
+    name="immos",
+    help="ImmigrationOS: integrate records lawfully, resolve persons, run cases with due "
+    "process enforced, and audit everything. Only synthetic people in the demo.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("demo")(demo_cmd)
+app.command("serve")(serve_cmd)
+app.command("synth")(synth)
+app.command("bench")(bench_cmd)
+app.add_typer(sources.app, name="sources")
+app.add_typer(audit.app, name="audit")
+app.add_typer(users.app, name="users")
+app.add_typer(db.app, name="db")
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the ImmigrationOS version."""
+    typer.echo(__version__)

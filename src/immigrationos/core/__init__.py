@@ -1,0 +1,1 @@
+"""Cross-cutting primitives: settings, errors, ids and the clock."""

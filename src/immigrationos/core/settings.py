@@ -1,0 +1,96 @@
+"""One typed settings object, read from ``IMMOS_*`` environment variables.
+
+It fails closed: outside demo mode a missing or well-known secret is refused at start-up
+rather than silently accepted, and secrets never print (they are ``SecretStr``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from immigrationos.core.errors import ConfigurationError
+
+#: Secrets that ship in the repository for the demo and must never protect a real deployment.
+DEMO_SECRET = "immos-demo-secret-not-for-production"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to ``IMMOS_<NAME>``; see ``docs/operations.md``."""
+
+    model_config = SettingsConfigDict(env_prefix="IMMOS_", extra="ignore", frozen=True)
+
+    mode: str = Field(
+        default="production",
+        description="`demo` allows the shipped demo secret and accounts; `production` does not.",
+        pattern="^(demo|production)$",
+    )
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Where the embedded database, keys, documents and generated files live.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means SQLite at <data_dir>/immos.db.",
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs sessions and tokens. Required (and not the demo value) in production.",
+    )
+    audit_signing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Ed25519 private key for audit checkpoints, as 64 hex characters (the 32-byte seed). "
+            "Empty: a key file at <data_dir>/keys/audit-ed25519.key (created in demo mode only)."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    log_level: str = Field(default="info", description="Server log level.")
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        if self.mode == "production":
+            secret = self.secret_key.get_secret_value()
+            if not secret:
+                raise ConfigurationError(
+                    "IMMOS_SECRET_KEY is required outside demo mode (IMMOS_MODE=demo for a demo)"
+                )
+            if secret == DEMO_SECRET:
+                raise ConfigurationError(
+                    "IMMOS_SECRET_KEY is the published demo secret; choose a new one for production"
+                )
+            if len(secret) < 32:
+                raise ConfigurationError("IMMOS_SECRET_KEY must be at least 32 characters long")
+        return self
+
+    @property
+    def is_demo(self) -> bool:
+        """True when the shipped demo secret and accounts are allowed."""
+        return self.mode == "demo"
+
+    @property
+    def effective_secret(self) -> str:
+        """The secret in force: the configured one, or the demo secret in demo mode."""
+        return self.secret_key.get_secret_value() or DEMO_SECRET
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in force (embedded SQLite under ``data_dir`` by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'immos.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    try:
+        return Settings()
+    except ConfigurationError:
+        raise
+    except ValueError as exc:  # pydantic's ValidationError, reworded for operators
+        raise ConfigurationError(f"invalid IMMOS_* settings: {exc}") from exc

@@ -1,0 +1,95 @@
+"""Build and load the demo: a synthetic world, every source registered and ingested.
+
+Kept apart from the CLI so tests (and later issues' demo steps) can call it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.progress import Progress
+from rich.table import Table
+
+from immigrationos.accounts.service import DemoAccount, ensure_demo_accounts
+from immigrationos.audit.chain import emit, verify
+from immigrationos.audit.events import DemoLoaded
+from immigrationos.core.errors import ConfigurationError
+from immigrationos.gateway.context import system_context
+from immigrationos.gateway.core import unit_of_work
+from immigrationos.gateway.purposes import Purpose
+from immigrationos.runtime import Runtime, open_runtime
+from immigrationos.sources.definition import shipped_definitions
+from immigrationos.sources.ingest import BatchReport, ingest_file
+from immigrationos.sources.registry import register
+from immigrationos.store.engine import transaction
+from immigrationos.synth import NoiseConfig, WorldConfig, generate_world
+
+
+@dataclass
+class DemoResult:
+    """What the demo built: the runtime to serve, the accounts, and the batch reports."""
+
+    runtime: Runtime
+    accounts: list[DemoAccount]
+    reports: list[BatchReport] = field(default_factory=list)
+    audit_message: str = ""
+
+    def summary_table(self) -> Table:
+        """The per-source load report as a table."""
+        table = Table(
+            "source", "read", "loaded", "unchanged", "quarantined", title="Demo world loaded"
+        )
+        for r in self.reports:
+            table.add_row(
+                r.source_id, str(r.read), str(r.loaded), str(r.unchanged), str(r.quarantined)
+            )
+        return table
+
+
+def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None) -> DemoResult:
+    """Generate the world into ``world``, open a fresh runtime and load every source."""
+    runtime = open_runtime()
+    if not runtime.settings.is_demo:
+        raise ConfigurationError("the demo loads only in demo mode (IMMOS_MODE=demo)")
+    task = bar.add_task("generate world", total=None) if bar else None
+
+    def on_progress(_stage: str, done: int, total: int) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=done, total=total)
+
+    generate_world(
+        WorldConfig(persons=persons, seed=seed, noise=NoiseConfig()), world, progress=on_progress
+    )
+    with transaction(runtime.sessions) as session:
+        accounts = ensure_demo_accounts(session)
+        ctx = system_context(Purpose.DATA_INTEGRATION, "demo: register shipped sources")
+        definitions = shipped_definitions()
+        for definition in definitions:
+            register(session, definition, ctx)
+    result = DemoResult(runtime, accounts)
+    for definition in definitions:
+        path = world / "sources" / (definition.file or "")
+        if not definition.file or not path.exists():
+            continue
+        result.reports.append(_ingest(runtime, definition.id, path, bar))
+    with transaction(runtime.sessions) as session:
+        emit(
+            session,
+            DemoLoaded(persons=persons, seed=seed),
+            system_context(Purpose.DATA_INTEGRATION, "demo loaded"),
+        )
+        result.audit_message = verify(session).describe()
+    return result
+
+
+def _ingest(runtime: Runtime, source_id: str, path: Path, bar: Progress | None) -> BatchReport:
+    task = bar.add_task(f"ingest {source_id}", total=None) if bar else None
+    ctx = system_context(Purpose.DATA_INTEGRATION, f"demo: ingest {source_id}")
+    with unit_of_work(runtime.sessions, ctx) as gateway:
+
+        def advance(n: int) -> None:
+            if bar is not None and task is not None:
+                bar.advance(task, n)
+
+        return ingest_file(gateway.session, gateway, source_id, path, progress=advance)

@@ -1,0 +1,1 @@
+"""Departure events (manifests, land exits, self-reports) and the departures they establish."""

@@ -1,0 +1,1 @@
+"""Enforcement cases, their events, documents, and the two-person action approvals."""

@@ -1,0 +1,1 @@
+"""Oversight: redress requests, transparency and integrity reporting."""

@@ -1,0 +1,1 @@
+"""The person index: resolved persons, their links to source records, identifiers, statuses."""

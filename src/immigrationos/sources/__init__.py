@@ -1,0 +1,1 @@
+"""Sources, their data-sharing agreements, ingest batches and immutable source records."""

@@ -1,0 +1,46 @@
+"""Every mapped model, imported in data-flow order so metadata and migrations see them all.
+
+sources → records → persons → facts → cases → departures → oversight; plus accounts and audit.
+"""
+
+from immigrationos.accounts.models import RoleRow, User
+from immigrationos.audit.models import AuditCheckpoint, AuditEntry, AuditHead
+from immigrationos.departures.models import Departure
+from immigrationos.facts.models import (
+    Address,
+    Admission,
+    Appeal,
+    BenefitApplication,
+    Conviction,
+    CourtCase,
+    CourtDecision,
+    Encounter,
+    Hearing,
+    Proceeding,
+)
+from immigrationos.lifecycle.models import (
+    ActionRequest,
+    Approval,
+    CaseEvent,
+    Document,
+    EnforcementCase,
+)
+from immigrationos.oversight.models import RedressRequest
+from immigrationos.persons.models import (
+    CitizenshipChange,
+    Identifier,
+    Person,
+    RecordLink,
+    StatusEpisode,
+)
+from immigrationos.sources.models import DataSharingAgreement, IngestBatch, Source, SourceRecord
+from immigrationos.store.base import Base
+
+__all__ = [
+    "ActionRequest", "Address", "Admission", "Appeal", "Approval", "AuditCheckpoint",
+    "AuditEntry", "AuditHead", "Base", "BenefitApplication", "CaseEvent", "CitizenshipChange",
+    "Conviction", "CourtCase", "CourtDecision", "DataSharingAgreement", "Departure", "Document",
+    "Encounter", "EnforcementCase", "Hearing", "Identifier", "IngestBatch", "Person",
+    "Proceeding", "RecordLink", "RedressRequest", "RoleRow", "Source", "SourceRecord",
+    "StatusEpisode", "User",
+]  # fmt: skip

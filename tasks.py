@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""The project's two entry points on a machine that has only Python.
+
+    python3 tasks.py demo    # build a synthetic world, load it, serve it on :8000
+    python3 tasks.py test    # lint, type-check and run the whole test suite
+
+Each creates ``.venv`` on first use and installs the pinned dependencies
+(``requirements.lock``) into it; later runs reinstall only when the lock or
+``pyproject.toml`` changed. Other words after the command go to the tool it runs
+(``python3 tasks.py demo --persons 10000``, ``python3 tasks.py test -k audit``).
+Only the standard library is used here, on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+LOCK = ROOT / "requirements.lock"
+STAMP = VENV / ".immos-installed"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in (LOCK, ROOT / "pyproject.toml"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> int:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    return subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
+
+
+def ensure_venv() -> None:
+    """Create the virtual environment and install the locked dependencies if needed."""
+    if not PY.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    steps = [
+        (PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip"),
+        (PY, "-m", "pip", "install", "--quiet", "-r", LOCK),
+        (PY, "-m", "pip", "install", "--quiet", "--no-deps", "-e", f"{ROOT}[dev]"),
+    ]
+    for step in steps:
+        if _run(*step) != 0:
+            sys.exit("installing dependencies failed (see above)")
+    STAMP.write_text(_fingerprint())
+
+
+def demo(args: list[str]) -> int:
+    """Run ``immos demo``."""
+    return _run(BIN / "immos", "demo", *args)
+
+
+def test(args: list[str]) -> int:
+    """Lint (ruff), type-check (mypy) and run the test suite (pytest)."""
+    checks = [
+        (BIN / "ruff", "check", "src", "tests", "benchmarks", "tasks.py"),
+        (BIN / "ruff", "format", "--check", "src", "tests", "benchmarks", "tasks.py"),
+        (BIN / "mypy",),
+    ]
+    for check in checks:
+        if _run(*check) != 0:
+            return 1
+    return _run(PY, "-m", "pytest", *args)
+
+
+COMMANDS = {"demo": demo, "test": test}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    return COMMANDS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
