@@ -73,7 +73,8 @@ def test(args: list[str]) -> int:
     for check in checks:
         if _run(*check) != 0:
             return 1
-    return _run(PY, "-m", "pytest", *args)
+    workers = ["-n", str(min(os.cpu_count() or 1, 4))] if "-n" not in args else []
+    return _run(PY, "-m", "pytest", *workers, *args)
 
 
 COMMANDS = {"demo": demo, "test": test}

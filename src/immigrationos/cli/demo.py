@@ -61,6 +61,11 @@ def demo_cmd(
     """Build a synthetic world, load every source into a fresh database, and serve it."""
     _prepare_environment(data_dir)
     from immigrationos.cli.serve import run_server
+    from immigrationos.core.errors import ConfigurationError
+    from immigrationos.core.settings import get_settings
+
+    if not get_settings().is_demo:  # never reset a production database
+        raise ConfigurationError("immos demo runs only in demo mode (IMMOS_MODE=demo)")
     from immigrationos.demo import load_demo
 
     _reset(data_dir)

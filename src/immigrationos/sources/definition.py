@@ -40,7 +40,9 @@ class SourceDefinition(BaseModel):
     description: str = ""
     format: Literal["csv", "jsonl", "parquet", "postgresql"]
     file: str | None = Field(default=None, description="File name inside a world's sources/.")
-    record_key: str
+    record_key: str | list[str] = Field(
+        description="The field (or fields, joined with ':') that identify a row in the source."
+    )
     fields: dict[str, str] = Field(description="Column name → type (string, date, integer, …).")
     agreement: AgreementSpec
 
@@ -51,9 +53,15 @@ class SourceDefinition(BaseModel):
             raise ValueError("a source declares at least one field")
         return value
 
+    @property
+    def key_fields(self) -> list[str]:
+        """The record key's fields, in order."""
+        return [self.record_key] if isinstance(self.record_key, str) else list(self.record_key)
+
     def model_post_init(self, _context: Any) -> None:
-        if self.record_key not in self.fields:
-            raise ValueError(f"record_key {self.record_key!r} is not one of the fields")
+        missing = [k for k in self.key_fields if k not in self.fields]
+        if missing or not self.key_fields:
+            raise ValueError(f"record_key {missing or self.record_key!r} is not among the fields")
         unknown = sorted(set(self.agreement.allowed_fields) - set(self.fields))
         if unknown:
             raise ValueError(f"agreement allows fields the source does not have: {unknown}")

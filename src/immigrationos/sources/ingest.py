@@ -85,6 +85,14 @@ def _latest_versions(
     return {r.record_key: (r.version, r.content_hash, r.id) for r in rows}
 
 
+def record_key_of(row: dict[str, Any], key_fields: list[str]) -> str | None:
+    """The row's record key (composite keys joined with ':'), or None when a part is missing."""
+    parts = [row.get(name) for name in key_fields]
+    if any(p is None or str(p).strip() == "" for p in parts):
+        return None
+    return ":".join(str(p) for p in parts)
+
+
 def _plan_chunk(
     rows: list[dict[str, Any]],
     source: Source,
@@ -100,12 +108,11 @@ def _plan_chunk(
         for name in row.keys() - allowed:
             report.dropped_fields[name] += 1
         payload = {k: v for k, v in row.items() if k in allowed}
-        key = payload.get(source.record_key)
-        if key is None or str(key).strip() == "":
+        key = record_key_of(payload, source.record_key.split(","))
+        if key is None:
             report.quarantined += 1
             report.quarantine_reasons[f"missing record key {source.record_key}"] += 1
             continue
-        key = str(key)
         digest = sha256_hex(canonical_json(payload))
         previous = known.get(key)
         if previous and previous[1] == digest:
@@ -154,9 +161,8 @@ def ingest_file(
     report = BatchReport(batch.id, source_id)
     allowed = set(agreement.allowed_fields)
     for chunk in readers.read(path, source.format):
-        keys = sorted(
-            {str(r[source.record_key]) for r in chunk if r.get(source.record_key) not in (None, "")}
-        )
+        key_fields = source.record_key.split(",")
+        keys = sorted({k for r in chunk if (k := record_key_of(r, key_fields)) is not None})
         known = _latest_versions(gateway, source_id, keys)
         gateway.insert_rows(
             SourceRecord, _plan_chunk(chunk, source, allowed, known, batch.id, report)

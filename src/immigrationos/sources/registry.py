@@ -27,7 +27,7 @@ def register(session: Session, definition: SourceDefinition, ctx: AccessContext)
     """Create or update a source; add an agreement version only when its terms changed."""
     source = session.get(Source, definition.id) or Source(id=definition.id)
     source.name, source.description = definition.name, definition.description
-    source.format, source.record_key = definition.format, definition.record_key
+    source.format, source.record_key = definition.format, ",".join(definition.key_fields)
     source.definition = definition.model_dump(mode="json", exclude={"agreement"})
     session.add(source)
     terms = definition.agreement.model_dump(mode="json")
