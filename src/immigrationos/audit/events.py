@@ -55,17 +55,31 @@ class RecordCreated(AuditEvent):
 
 
 class RecordUpdated(AuditEvent):
-    """A row holding personal data was changed; the changed field names are kept (not values)."""
+    """Rows holding personal data were changed; the changed field names are kept (not values).
+
+    A bulk change has no id list: ``criteria`` says which rows, ``count`` how many.
+    """
 
     action = "record.updated"
     fields: list[str] = Field(default_factory=list)
+    count: int = 1
+    criteria: dict[str, Any] = Field(default_factory=dict)
 
 
 class RecordDeleted(AuditEvent):
-    """Rows holding personal data were deleted."""
+    """Rows holding personal data were deleted (by ids, or by ``criteria`` in bulk)."""
 
     action = "record.deleted"
     count: int = 1
+    criteria: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordsDerived(AuditEvent):
+    """Facts were derived in bulk from an ingest batch's records (ids: record id + suffix)."""
+
+    action = "records.derived"
+    count: int
+    batch_id: str
 
 
 class AccessDenied(AuditEvent):

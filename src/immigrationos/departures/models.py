@@ -9,10 +9,10 @@ from sqlalchemy import JSON, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from immigrationos.core.clock import utcnow
-from immigrationos.store.base import Base, PersonalData
+from immigrationos.store.base import Base, PersonalData, Provenance
 
 
-class Departure(PersonalData, Base):
+class Departure(PersonalData, Provenance, Base):
     """One departure event and its match: verified, review or unmatched."""
 
     __tablename__ = "departures"

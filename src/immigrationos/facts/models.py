@@ -47,6 +47,7 @@ class Address(PersonalData, Provenance, Base):
     postcode: Mapped[str | None] = mapped_column(String(10))
     observed_on: Mapped[date | None] = mapped_column()
     placeholder: Mapped[bool] = mapped_column(default=False)
+    flag_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class Encounter(PersonalData, Provenance, Base):
@@ -104,7 +105,7 @@ class CourtCase(PersonalData, Provenance, Base):
     nta_served_on: Mapped[date | None] = mapped_column()
 
 
-class Proceeding(PersonalData, Base):
+class Proceeding(PersonalData, Provenance, Base):
     """A proceeding within a court case (240 removal, expedited removal, reinstatement)."""
 
     __tablename__ = "proceedings"
@@ -116,7 +117,7 @@ class Proceeding(PersonalData, Base):
     closed_on: Mapped[date | None] = mapped_column()
 
 
-class Hearing(PersonalData, Base):
+class Hearing(PersonalData, Provenance, Base):
     """A scheduled hearing (master calendar or individual/merits)."""
 
     __tablename__ = "hearings"
@@ -128,7 +129,7 @@ class Hearing(PersonalData, Base):
     location: Mapped[str | None] = mapped_column(String(200))
 
 
-class CourtDecision(PersonalData, Base):
+class CourtDecision(PersonalData, Provenance, Base):
     """A judge's decision in a proceeding, with what it implies (deadline, protected country)."""
 
     __tablename__ = "court_decisions"
@@ -142,7 +143,7 @@ class CourtDecision(PersonalData, Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class Appeal(PersonalData, Base):
+class Appeal(PersonalData, Provenance, Base):
     """An appeal of a decision to the board, pending or decided."""
 
     __tablename__ = "appeals"

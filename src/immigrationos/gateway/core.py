@@ -15,7 +15,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import ClauseElement, ColumnElement, Select, event, func, insert, select
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Delete,
+    Insert,
+    Select,
+    Update,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql.util import find_tables
 
@@ -27,6 +38,7 @@ from immigrationos.audit.events import (
     RecordCreated,
     RecordDeleted,
     RecordRead,
+    RecordsDerived,
     RecordsSearched,
     RecordUpdated,
 )
@@ -133,6 +145,40 @@ class Gateway:
             )
         )
         return rows
+
+    def rows(self, stmt: Select[Any], model: type[Base], *, params: dict[str, Any]) -> list[Any]:
+        """Run a select of columns (not whole objects) over ``model``'s table; audited."""
+        self._require_personal_access(model, "search")
+        with self._inside() as session:
+            rows = list(session.execute(stmt).all())
+        self._audit(RecordsSearched(object_type=model.__tablename__, search_params=params,
+                                    result_count=len(rows)))
+        return rows
+
+    def execute(self, stmt: Update | Delete, model: type[Base], *,
+                params: dict[str, Any]) -> int:
+        """A bulk update or delete over ``model``'s table; audited with what it did and how many."""
+        self._require_personal_access(model, "update" if isinstance(stmt, Update) else "delete")
+        with self._inside() as session:
+            count = int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+        if count:
+            table = model.__tablename__
+            if isinstance(stmt, Update):
+                fields = sorted(c.key for c in stmt._values)  # noqa: SLF001 - SQLAlchemy's own
+                self._audit(RecordUpdated(object_type=table, fields=fields, count=count,
+                                          criteria=params))
+            else:
+                self._audit(RecordDeleted(object_type=table, count=count, criteria=params))
+        return count
+
+    def derive(self, model: type[Base], stmt: Insert, *, batch_id: str) -> int:
+        """Run an ``INSERT … SELECT`` deriving facts from a batch's records; audited."""
+        self._require_personal_access(model, "create")
+        with self._inside() as session:
+            count = int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+        self._audit(RecordsDerived(object_type=model.__tablename__, count=count,
+                                   batch_id=batch_id))
+        return count
 
     def count(self, model: type[Base], *where: ColumnElement[bool], params: dict[str, Any]) -> int:
         """How many rows match; audited as a search that returned a count only."""

@@ -76,7 +76,7 @@ class StatusEpisode(PersonalData, Provenance, Base):
     __tablename__ = "status_episodes"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    person_id: Mapped[str] = mapped_column(String(40), ForeignKey("persons.id"), index=True)
+    person_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("persons.id"), index=True)
     status: Mapped[str] = mapped_column(String(32))
     basis: Mapped[str | None] = mapped_column(String(64))
     started_on: Mapped[date | None] = mapped_column()

@@ -1,9 +1,19 @@
-"""Load a source file into immutable, versioned source records, idempotently.
+"""Ingest a source's input into versioned source records, quarantine, and ontology facts.
 
-Each row's id derives from the source, its key, its version and its content hash: an
-unchanged row is recognised and skipped, a changed row becomes the next version (pointing at
-the one it supersedes). Fields outside the agreement's allow-list are dropped and counted.
-The batch report always reconciles: read = loaded + unchanged + quarantined.
+The pipeline, per chunk of rows (bounded memory):
+
+1. read: every row with its number and original bytes (:mod:`.readers`);
+2. validate and clean against the definition (:mod:`.validate`); a refused row goes to the
+   quarantine table with its reason, message and original bytes: nothing is dropped;
+3. plan: a content-derived id per row; an unchanged row is recognised and skipped, a changed
+   row becomes the next version pointing at the one it supersedes (:func:`plan_chunk`, pure);
+4. write the records, quarantine the rest, run the nested-record derivers, retire the facts of
+   superseded versions, and mark facts of unchanged rows as seen again.
+
+After the last chunk, each flat fact mapping runs as one SQL statement over the batch
+(:mod:`.mapping`), and post-steps flag addresses reused by many people. Every write passes
+the gateway and is audited. The batch report always reconciles:
+``read == loaded + unchanged + quarantined``.
 """
 
 from __future__ import annotations
@@ -12,23 +22,40 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import orjson
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from immigrationos.audit.chain import emit
 from immigrationos.audit.events import BatchIngested
 from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import NotFound, ValidationFailed
-from immigrationos.core.ids import canonical_json, content_id, new_id, sha256_hex
+from immigrationos.core.ids import content_id, new_id
+from immigrationos.facts.models import Address
 from immigrationos.gateway.core import Gateway
+from immigrationos.persons.models import Identifier
 from immigrationos.sources import readers
-from immigrationos.sources.models import IngestBatch, Source, SourceRecord
+from immigrationos.sources.definition import SourceDefinition, parse_definition
+from immigrationos.sources.derivers import DERIVERS
+from immigrationos.sources.mapping import fact_statements, fact_tables, table_model
+from immigrationos.sources.models import (
+    DataSharingAgreement,
+    IngestBatch,
+    QuarantinedRow,
+    Source,
+    SourceRecord,
+)
 from immigrationos.sources.registry import agreement_in_force
+from immigrationos.sources.validate import Problem, RowInvalid, RowValidator
 
 Progress = Callable[[int], None]
+#: An address shared by more distinct people than this is flagged (a mail drop, a shelter,
+#: a placeholder) and never used as evidence of where one of them lives.
+REUSED_ADDRESS_THRESHOLD = 20
 
 
 @dataclass
@@ -43,11 +70,26 @@ class BatchReport:
     quarantined: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     dropped_fields: Counter[str] = field(default_factory=Counter)
+    flagged: Counter[str] = field(default_factory=Counter)
+    derived: Counter[str] = field(default_factory=Counter)
 
     @property
     def reconciles(self) -> bool:
         """The invariant every batch must satisfy."""
         return self.read == self.loaded + self.unchanged + self.quarantined
+
+
+@dataclass
+class ChunkPlan:
+    """What one chunk will write: new record versions, quarantine rows, and what they touch."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+Known = dict[str, tuple[int, str, str]]  # record key → (latest version, content hash, id)
 
 
 def file_sha256(path: Path) -> str:
@@ -59,137 +101,228 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _latest_versions(
-    gateway: Gateway, source_id: str, keys: list[str]
-) -> dict[str, tuple[int, str, str]]:
+def content_hash(payload: dict[str, Any], flags: dict[str, Any]) -> str:
+    """The hash a record version is known by: its cleaned values and what was set aside."""
+    blob = orjson.dumps({"f": flags, "p": payload}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def record_key_of(payload: dict[str, Any], key_fields: list[str]) -> str:
+    """A row's record key (composite keys joined with ':')."""
+    if len(key_fields) == 1:
+        return str(payload[key_fields[0]])
+    return ":".join(str(payload[k]) for k in key_fields)
+
+
+def _quarantine(plan: ChunkPlan, report: BatchReport, batch_id: str, source_id: str,
+                where: str, row: readers.RawRow, problem: Problem, now: datetime) -> None:
+    report.quarantined += 1
+    report.quarantine_reasons[problem.reason] += 1
+    plan.quarantined.append({
+        "id": content_id("qr", batch_id, row.number), "batch_id": batch_id,
+        "source_id": source_id, "row_number": row.number, "field": problem.field,
+        "reason": problem.reason, "message": f"{where}: row {row.number}: {problem.message}",
+        "raw": row.raw, "status": "open", "created_at": now,
+    })
+
+
+def plan_chunk(chunk: list[readers.RawRow], validate: RowValidator, source_id: str,
+               batch_id: str, where: str, known: Known, report: BatchReport) -> ChunkPlan:
+    """Decide, without writing, what each row of a chunk becomes; updates ``known``."""
+    plan, now = ChunkPlan(), utcnow()
+    for row in chunk:
+        report.read += 1
+        problem = row.problem
+        if problem is None:
+            assert row.values is not None
+            try:
+                cleaned = validate(row.values)
+            except RowInvalid as invalid:
+                problem = invalid.problem
+        if problem is not None:
+            _quarantine(plan, report, batch_id, source_id, where, row, problem, now)
+            continue
+        report.dropped_fields.update(cleaned.dropped)
+        report.flagged.update(cleaned.flags.keys())
+        key = record_key_of(cleaned.payload, validate.key_fields)
+        digest = content_hash(cleaned.payload, cleaned.flags)
+        previous = known.get(key)
+        if previous and previous[1] == digest:
+            report.unchanged += 1
+            plan.unchanged.append(previous[2])
+            continue
+        version = previous[0] + 1 if previous else 1
+        record_id = content_id("rec", source_id, key, version, digest)
+        plan.records.append({
+            "id": record_id, "source_id": source_id, "record_key": key, "version": version,
+            "content_hash": digest, "payload": cleaned.payload, "flags": cleaned.flags,
+            "row_number": row.number, "batch_id": batch_id,
+            "supersedes_id": previous[2] if previous else None, "ingested_at": now,
+        })
+        if previous:
+            plan.superseded.append(previous[2])
+        known[key] = (version, digest, record_id)
+        report.loaded += 1
+    return plan
+
+
+def _latest_versions(gateway: Gateway, source_id: str, keys: list[str]) -> Known:
     """For each key already stored: (latest version, its content hash, its id)."""
+    if not keys:
+        return {}
     latest = (
         select(SourceRecord.record_key, func.max(SourceRecord.version).label("v"))
         .where(SourceRecord.source_id == source_id, SourceRecord.record_key.in_(keys))
         .group_by(SourceRecord.record_key)
         .subquery()
     )
-    stmt = (
-        select(SourceRecord)
-        .join(
-            latest,
-            (SourceRecord.record_key == latest.c.record_key) & (SourceRecord.version == latest.c.v),
-        )
-        .where(SourceRecord.source_id == source_id)
-    )
-    rows = gateway.select(
-        stmt,
-        SourceRecord,
-        params={"source": source_id, "lookup": "latest-versions", "keys": len(keys)},
-    )
+    stmt = select(SourceRecord.record_key, SourceRecord.version, SourceRecord.content_hash,
+                  SourceRecord.id).join(
+        latest, (SourceRecord.record_key == latest.c.record_key)
+        & (SourceRecord.version == latest.c.v)).where(SourceRecord.source_id == source_id)
+    rows = gateway.rows(stmt, SourceRecord, params={
+        "source": source_id, "lookup": "latest-versions", "keys": len(keys)})
     return {r.record_key: (r.version, r.content_hash, r.id) for r in rows}
 
 
-def record_key_of(row: dict[str, Any], key_fields: list[str]) -> str | None:
-    """The row's record key (composite keys joined with ':'), or None when a part is missing."""
-    parts = [row.get(name) for name in key_fields]
-    if any(p is None or str(p).strip() == "" for p in parts):
-        return None
-    return ":".join(str(p) for p in parts)
+def _chunk_keys(chunk: list[readers.RawRow], validate: RowValidator) -> list[str]:
+    keys = set()
+    for row in chunk:
+        if row.values is not None:
+            parts = [row.values.get(k) for k in validate.key_fields]
+            if all(p not in (None, "") for p in parts):
+                keys.add(":".join(str(p).strip() for p in parts))
+    return sorted(keys)
 
 
-def _plan_chunk(
-    rows: list[dict[str, Any]],
-    source: Source,
-    allowed: set[str],
-    known: dict[str, tuple[int, str, str]],
-    batch_id: str,
-    report: BatchReport,
-) -> list[dict[str, Any]]:
-    new_rows: list[dict[str, Any]] = []
-    now = utcnow()
-    for row in rows:
-        report.read += 1
-        for name in row.keys() - allowed:
-            report.dropped_fields[name] += 1
-        payload = {k: v for k, v in row.items() if k in allowed}
-        key = record_key_of(payload, source.record_key.split(","))
-        if key is None:
-            report.quarantined += 1
-            report.quarantine_reasons[f"missing record key {source.record_key}"] += 1
-            continue
-        digest = sha256_hex(canonical_json(payload))
-        previous = known.get(key)
-        if previous and previous[1] == digest:
-            report.unchanged += 1
-            continue
-        version = previous[0] + 1 if previous else 1
-        record_id = content_id("rec", source.id, key, version, digest)
-        new_rows.append(
-            {
-                "id": record_id,
-                "source_id": source.id,
-                "record_key": key,
-                "version": version,
-                "content_hash": digest,
-                "payload": payload,
-                "batch_id": batch_id,
-                "supersedes_id": previous[2] if previous else None,
-                "ingested_at": now,
-            }
-        )
-        known[key] = (version, digest, record_id)
-        report.loaded += 1
-    return new_rows
+class Ingest:
+    """One ingest run of one input into one source, inside the caller's transaction."""
+
+    def __init__(self, session: Session, gateway: Gateway, source_id: str,
+                 location: str | Path) -> None:
+        self.session, self.gateway, self.location = session, gateway, location
+        self.definition, self.agreement = definition_of(session, source_id)
+        self.validate = RowValidator(self.definition)
+        self.derivers = [DERIVERS[m.deriver] for m in self.definition.facts if m.deriver]
+        self.fact_models = [table_model(t) for t in fact_tables(self.definition)]
+
+    def run(self, progress: Progress | None = None,
+            chunk_rows: int = readers.CHUNK_ROWS) -> BatchReport:
+        """Read, validate, load, derive; return the reconciled report."""
+        batch = self._start()
+        report = BatchReport(batch.id, self.definition.id)
+        known: Known = {}
+        for chunk in readers.read(self.location, self.definition, chunk_rows):
+            keys = [k for k in _chunk_keys(chunk, self.validate) if k not in known]
+            known.update(_latest_versions(self.gateway, self.definition.id, keys))
+            plan = plan_chunk(chunk, self.validate, self.definition.id, batch.id,
+                              str(self.location), known, report)
+            self._write(plan, report)
+            if progress:
+                progress(len(chunk))
+        self._derive(batch.id, report)
+        self._finish(batch, report)
+        return report
+
+    def _start(self) -> IngestBatch:
+        path = Path(self.location)
+        digest = file_sha256(path) if self.definition.format != "postgresql" else None
+        batch = IngestBatch(id=new_id("bat"), source_id=self.definition.id,
+                            agreement_id=self.agreement.id,
+                            input_uri=str(self.location) if digest else "postgresql (query)",
+                            input_sha256=digest, started_by=self.gateway.ctx.actor.user_id)
+        self.session.add(batch)
+        self.session.flush()
+        return batch
+
+    def _write(self, plan: ChunkPlan, report: BatchReport) -> None:
+        if plan.superseded:
+            self._retire(plan.superseded)
+        self.gateway.insert_rows(SourceRecord, plan.records)
+        self.gateway.insert_rows(QuarantinedRow, plan.quarantined)
+        for deriver in self.derivers:
+            derived: dict[str, list[dict[str, Any]]] = {}
+            for r in plan.records:
+                for table, rows in deriver.derive(
+                        (r["id"], r["source_id"], r["payload"], r["ingested_at"])).items():
+                    derived.setdefault(table, []).extend(rows)
+            for table in deriver.tables:
+                report.derived[table] += self.gateway.insert_rows(table_model(table),
+                                                                  derived.get(table, []))
+        if plan.unchanged:
+            now = utcnow()
+            for model in self.fact_models:
+                column = model.__table__.c.source_record_id
+                self.gateway.execute(
+                    update(model).where(column.in_(plan.unchanged)).values(last_seen_at=now),
+                    model, params={"seen-again": len(plan.unchanged)})
+
+    def _retire(self, record_ids: list[str]) -> None:
+        for model in reversed(self.fact_models):  # children before parents
+            column = model.__table__.c.source_record_id
+            self.gateway.execute(delete(model).where(column.in_(record_ids)), model,
+                                 params={"superseded-records": len(record_ids)})
+
+    def _derive(self, batch_id: str, report: BatchReport) -> None:
+        dialect = self.session.get_bind().dialect.name
+        for mapping, statement in fact_statements(self.definition, dialect, batch_id):
+            report.derived[mapping.table] += self.gateway.derive(
+                table_model(mapping.table), statement, batch_id=batch_id)
+        if "addresses" in fact_tables(self.definition):
+            report.flagged["reused-address"] += flag_reused_addresses(self.gateway)
+
+    def _finish(self, batch: IngestBatch, report: BatchReport) -> None:
+        if not report.reconciles:  # a bug, never an input problem: refuse to record it
+            raise AssertionError(f"batch {batch.id} does not reconcile: {report}")
+        batch.read_count, batch.loaded_count = report.read, report.loaded
+        batch.unchanged_count, batch.quarantined_count = report.unchanged, report.quarantined
+        batch.quarantine_reasons = dict(report.quarantine_reasons)
+        batch.dropped_fields = dict(report.dropped_fields)
+        batch.status, batch.finished_at = "finished", utcnow()
+        emit(self.session, BatchIngested(
+            object_type="ingest_batches", object_ids=[batch.id], read=report.read,
+            loaded=report.loaded, unchanged=report.unchanged, quarantined=report.quarantined),
+            self.gateway.ctx)
 
 
-def ingest_file(
-    session: Session, gateway: Gateway, source_id: str, path: Path, progress: Progress | None = None
-) -> BatchReport:
-    """Ingest ``path`` into ``source_id`` in the caller's transaction; returns the report."""
+def flag_reused_addresses(gateway: Gateway) -> int:
+    """Flag addresses shared by more taxpayers than the threshold; never evidence of residence."""
+    people = (
+        select(Address.line, Address.postcode,
+               func.count(func.distinct(Identifier.value)).label("people"))
+        .join(Identifier, (Identifier.source_record_id == Address.source_record_id)
+              & Identifier.kind.in_(("itin", "a_number")))
+        .where(Address.line.is_not(None))
+        .group_by(Address.line, Address.postcode)
+        .having(func.count(func.distinct(Identifier.value)) > REUSED_ADDRESS_THRESHOLD)
+    )
+    flagged = 0
+    for line, postcode, count in gateway.rows(people, Address,
+                                             params={"lookup": "reused-addresses"}):
+        flagged += gateway.execute(
+            update(Address).where(Address.line == line, Address.postcode == postcode,
+                                  Address.placeholder.is_(False))
+            .values(placeholder=True,
+                    flag_reason=f"address shared by {count} taxpayers (over "
+                                f"{REUSED_ADDRESS_THRESHOLD}): not evidence of residence"),
+            Address, params={"flag": "reused-address"})
+    return flagged
+
+
+def definition_of(session: Session,
+                  source_id: str) -> tuple[SourceDefinition, DataSharingAgreement]:
+    """A registered source's definition and the agreement in force."""
     source = session.get(Source, source_id)
     if source is None:
         raise NotFound(f"no source {source_id!r}; register it first")
     agreement = agreement_in_force(session, source_id)
     if agreement is None:
         raise ValidationFailed(f"source {source_id!r} has no agreement; nothing may be ingested")
-    batch = IngestBatch(
-        id=new_id("bat"),
-        source_id=source_id,
-        agreement_id=agreement.id,
-        input_uri=str(path),
-        input_sha256=file_sha256(path),
-        started_by=gateway.ctx.actor.user_id,
-    )
-    session.add(batch)
-    session.flush()
-    report = BatchReport(batch.id, source_id)
-    allowed = set(agreement.allowed_fields)
-    for chunk in readers.read(path, source.format):
-        key_fields = source.record_key.split(",")
-        keys = sorted({k for r in chunk if (k := record_key_of(r, key_fields)) is not None})
-        known = _latest_versions(gateway, source_id, keys)
-        gateway.insert_rows(
-            SourceRecord, _plan_chunk(chunk, source, allowed, known, batch.id, report)
-        )
-        if progress:
-            progress(len(chunk))
-    _finish(batch, report)
-    emit(
-        session,
-        BatchIngested(
-            object_type="ingest_batches",
-            object_ids=[batch.id],
-            read=report.read,
-            loaded=report.loaded,
-            unchanged=report.unchanged,
-            quarantined=report.quarantined,
-        ),
-        gateway.ctx,
-    )
-    return report
+    return parse_definition(source.definition, f"source {source_id}"), agreement
 
 
-def _finish(batch: IngestBatch, report: BatchReport) -> None:
-    if not report.reconciles:  # a bug, never an input problem: refuse to record it
-        raise AssertionError(f"batch {batch.id} does not reconcile: {report}")
-    batch.read_count, batch.loaded_count = report.read, report.loaded
-    batch.unchanged_count, batch.quarantined_count = report.unchanged, report.quarantined
-    batch.quarantine_reasons = dict(report.quarantine_reasons)
-    batch.dropped_fields = dict(report.dropped_fields)
-    batch.status, batch.finished_at = "finished", utcnow()
+def ingest_file(session: Session, gateway: Gateway, source_id: str, location: str | Path,
+                progress: Progress | None = None,
+                chunk_rows: int = readers.CHUNK_ROWS) -> BatchReport:
+    """Ingest ``location`` (a file, or a DSN for PostgreSQL sources) into ``source_id``."""
+    return Ingest(session, gateway, source_id, location).run(progress, chunk_rows)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    LargeBinary,
     ForeignKey,
     Index,
     Integer,
@@ -50,6 +51,7 @@ class DataSharingAgreement(Timestamped, Base):
     legal_authority: Mapped[str] = mapped_column(Text)
     permitted_purposes: Mapped[list[str]] = mapped_column(JSON)
     allowed_fields: Mapped[list[str]] = mapped_column(JSON)
+    purpose_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     retention_days: Mapped[int] = mapped_column(Integer)
     prerequisites: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     effective_from: Mapped[date] = mapped_column()
@@ -82,8 +84,11 @@ class IngestBatch(Base):
 class SourceRecord(PersonalData, Base):
     """One row of a source, immutable. A changed row becomes a new version, never an update.
 
-    The id is derived from the source, the record's key and its content hash, so ingesting the
-    same row twice finds the same id and adds nothing.
+    The id is derived from the source, the record's key, its version and its content hash, so
+    ingesting the same row twice finds the same id and adds nothing. ``payload`` holds the
+    validated values (dates in ISO form, codes mapped, names split); values that cannot serve
+    as evidence (placeholders such as "NA NA") are left out of it and listed in ``flags`` with
+    what the source said.
     """
 
     __tablename__ = "source_records"
@@ -98,6 +103,71 @@ class SourceRecord(PersonalData, Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     content_hash: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    row_number: Mapped[int | None] = mapped_column(Integer)
     batch_id: Mapped[str] = mapped_column(String(64), ForeignKey("ingest_batches.id"), index=True)
     supersedes_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("source_records.id"))
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuarantinedRow(PersonalData, Base):
+    """A row that could not be loaded: why, where, and the bytes exactly as the source sent them.
+
+    Nothing is dropped silently. After a mapping fix, ``immos sources quarantine rerun``
+    validates the original bytes again; a row that now loads is marked resolved by that batch.
+    """
+
+    __tablename__ = "quarantined_rows"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), ForeignKey("ingest_batches.id"), index=True)
+    source_id: Mapped[str] = mapped_column(String(64), ForeignKey("sources.id"), index=True)
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    field: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(48), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    resolved_by_batch_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("ingest_batches.id")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Tombstone(Base):
+    """What remains of a record purged at the end of its retention: no personal data at all."""
+
+    __tablename__ = "tombstones"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(64), ForeignKey("sources.id"), index=True)
+    batch_id: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    ingested_at: Mapped[datetime] = mapped_column()
+    purged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(200))
+    derived_removed: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DisclosureRequest(PersonalData, Base):
+    """A per-request authorization to use a source whose agreement demands one (tax data).
+
+    It names one person and their address, the periods, the statutory authority and the
+    reason, and only its requester may use it, for the purpose it was made under.
+    """
+
+    __tablename__ = "disclosure_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(64), ForeignKey("sources.id"), index=True)
+    agreement_id: Mapped[str] = mapped_column(String(64), ForeignKey("agreements.id"))
+    purpose: Mapped[str] = mapped_column(String(48))
+    requested_by: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"))
+    investigation: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[dict[str, Any]] = mapped_column(JSON)
+    periods: Mapped[list[Any]] = mapped_column(JSON)
+    statutory_authority: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()

@@ -28,7 +28,7 @@ def register(session: Session, definition: SourceDefinition, ctx: AccessContext)
     source = session.get(Source, definition.id) or Source(id=definition.id)
     source.name, source.description = definition.name, definition.description
     source.format, source.record_key = definition.format, ",".join(definition.key_fields)
-    source.definition = definition.model_dump(mode="json", exclude={"agreement"})
+    source.definition = definition.model_dump(mode="json")
     session.add(source)
     terms = definition.agreement.model_dump(mode="json")
     current = agreement_in_force(session, definition.id)
@@ -42,6 +42,7 @@ def register(session: Session, definition: SourceDefinition, ctx: AccessContext)
             **definition.agreement.model_dump(mode="python"),
         )
         current.permitted_purposes = [str(p) for p in definition.agreement.permitted_purposes]
+        current.purpose_fields = {str(k): v for k, v in terms["purpose_fields"].items()}
         session.add(current)
     session.flush()
     emit(
@@ -59,6 +60,7 @@ def _terms(agreement: DataSharingAgreement) -> dict[str, object]:
         "legal_authority": agreement.legal_authority,
         "permitted_purposes": list(agreement.permitted_purposes),
         "allowed_fields": list(agreement.allowed_fields),
+        "purpose_fields": dict(agreement.purpose_fields or {}),
         "retention_days": agreement.retention_days,
         "prerequisites": dict(agreement.prerequisites),
         "effective_from": agreement.effective_from.isoformat(),

@@ -77,7 +77,8 @@ class Timestamped:
 class Provenance:
     """Where a fact came from: the source record it was derived from, and when it was seen.
 
-    Every ontology fact carries this so lineage can answer "which rows said so?".
+    Every ontology fact carries this so lineage can answer "which rows said so?", and so the
+    gateway can refuse to serve a fact for a purpose its source's agreement forbids.
     """
 
     @declared_attr
@@ -85,6 +86,10 @@ class Provenance:
         return mapped_column(
             String(64), ForeignKey("source_records.id", ondelete="RESTRICT"), index=True
         )
+
+    @declared_attr
+    def source_id(cls) -> Mapped[str | None]:
+        return mapped_column(String(64), ForeignKey("sources.id"), index=True)
 
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

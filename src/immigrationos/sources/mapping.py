@@ -1,0 +1,116 @@
+"""Compile a source's flat fact mappings into SQL: one ``INSERT … SELECT`` per fact table.
+
+Each statement reads the batch's new source records and writes the facts they imply, inside
+the database, so deriving a million admissions is one statement rather than a million Python
+round trips. The statements are plans: :func:`fact_statements` returns them unexecuted, so
+tests and ``immos sources plan`` can show the SQL before anything runs.
+
+A fact's id is its record's id plus the mapping's suffix: content-derived, so re-deriving is
+idempotent and lineage is the id itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Integer,
+    Select,
+    String,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.sql.dml import Insert
+
+from immigrationos.sources.definition import FactMapping, SourceDefinition
+from immigrationos.sources.models import SourceRecord
+from immigrationos.store.base import Base, UTCDateTime
+
+
+def table_model(name: str) -> type[Base]:
+    """The mapped class of an ontology table, by table name."""
+    for mapper in Base.registry.mappers:
+        if getattr(mapper.class_, "__tablename__", None) == name:
+            cls: type[Base] = mapper.class_
+            return cls
+    raise KeyError(f"no ontology table {name!r}")
+
+
+def fact_id(record_id: str, suffix: str) -> str:
+    """The id of the fact a record yields under a mapping suffix."""
+    return f"{record_id}/{suffix}"
+
+
+def _json_value(dialect: str, field: str, column_type: Any) -> Any:
+    element = SourceRecord.payload[field]
+    if isinstance(column_type, Integer):
+        return element.as_integer()
+    if isinstance(column_type, Boolean):
+        return element.as_boolean()
+    text = element.as_string()
+    if isinstance(column_type, UTCDateTime | DateTime):
+        if dialect == "sqlite":  # SQLAlchemy's SQLite format; strftime applies the offset
+            return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f", text), String)
+        return cast(text, DateTime(timezone=True))
+    if isinstance(column_type, Date):
+        return text if dialect == "sqlite" else cast(text, Date)
+    return text
+
+
+def _select(mapping: FactMapping, model: type[Base], dialect: str, batch_id: str) -> Select[Any]:
+    table = model.__table__
+    columns: dict[str, Any] = {
+        "id": SourceRecord.id.concat(literal("/" + mapping.suffix)),
+        "source_record_id": SourceRecord.id,
+        "source_id": SourceRecord.source_id,
+        "first_seen_at": SourceRecord.ingested_at,
+        "last_seen_at": SourceRecord.ingested_at,
+    }
+    for target, source in mapping.columns.items():
+        column_type = table.c[target].type
+        if source.startswith("="):
+            columns[target] = literal(source[1:], type_=column_type)
+        else:
+            columns[target] = _json_value(dialect, source, column_type)
+    required = [
+        *mapping.require,
+        *(
+            s
+            for t, s in mapping.columns.items()
+            if not s.startswith("=") and not table.c[t].nullable
+        ),
+    ]
+    where = [SourceRecord.batch_id == batch_id]
+    where += [SourceRecord.payload[f].as_string().is_not(None) for f in dict.fromkeys(required)]
+    return select(*(c.label(n) for n, c in columns.items())).where(*where)
+
+
+def fact_statement(mapping: FactMapping, dialect: str, batch_id: str) -> Insert:
+    """The ``INSERT … SELECT`` deriving one mapping's facts from one batch."""
+    model = table_model(mapping.table)
+    stmt = _select(mapping, model, dialect, batch_id)
+    return model.__table__.insert().from_select(list(stmt.selected_columns.keys()), stmt)
+
+
+def fact_statements(
+    definition: SourceDefinition, dialect: str, batch_id: str
+) -> list[tuple[FactMapping, Insert]]:
+    """Every flat mapping's statement for a batch, in definition order."""
+    return [(m, fact_statement(m, dialect, batch_id)) for m in definition.facts if m.columns]
+
+
+def fact_tables(definition: SourceDefinition) -> list[str]:
+    """Every ontology table a source's mappings write (derivers included)."""
+    from immigrationos.sources.derivers import DERIVERS
+
+    tables: list[str] = []
+    for mapping in definition.facts:
+        names = DERIVERS[mapping.deriver].tables if mapping.deriver else (mapping.table,)
+        tables.extend(t for t in names if t not in tables)
+    return tables
