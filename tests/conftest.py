@@ -9,6 +9,7 @@ they fail instead, because CI machines always have one.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 
 from immigrationos.core.settings import Settings, get_settings
 from immigrationos.runtime import Runtime, open_runtime
+from immigrationos.store import migrate
+from immigrationos.store.engine import make_engine
 
 PG_URL = os.environ.get("IMMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -42,26 +45,74 @@ def require_postgres() -> None:
         pytest.skip(_PG_REASON)
 
 
-@pytest.fixture
-def pg_database_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _pg_admin(statement: str) -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+def _migrated(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_session_database() -> Iterator[str]:
+    """One migrated PostgreSQL database per test session (per xdist worker), dropped at the end."""
     require_postgres()
     name = f"immos_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_URL.rsplit("/", 1)[0]
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    url = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
     try:
-        yield f"{base}/{name}"
+        _migrated(url)
+        yield url
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _pg_reset(url: str) -> None:
+    """Empty every table but the seeded roles and system account (DELETE beats TRUNCATE here:
+    the tables are tiny, and TRUNCATE rewrites files and takes heavier locks)."""
+    import immigrationos.store.models  # noqa: F401  (every table registered)
+    from immigrationos.store.base import Base
+
+    with psycopg.connect(url, autocommit=False) as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name == "users":
+                conn.execute("DELETE FROM users WHERE id <> 'usr-system'")
+            elif table.name != "roles":
+                conn.execute(f'DELETE FROM "{table.name}"')  # type: ignore[arg-type]
+        conn.commit()
+
+
+@pytest.fixture
+def pg_database_url(pg_session_database: str) -> Iterator[str]:
+    """A migrated PostgreSQL database, empty at the start of the test."""
+    _pg_reset(pg_session_database)
+    yield pg_session_database
+    _pg_reset(pg_session_database)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test's database is copied from."""
+    path = tmp_path_factory.mktemp("template") / "immos.db"
+    _migrated(f"sqlite:///{path}")
+    return path
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database URL on each backend."""
+    """A fresh, migrated database URL on each backend (cloned from a migrated template).
+
+    Migrations themselves are exercised by tests/store/test_schema.py.
+    """
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'immos.db'}"
+        target = tmp_path / "immos.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_database_url")
     return url
 
@@ -91,3 +142,15 @@ def env_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with minimal cost in tests (the production parameters take ~50 ms a hash)."""
+    from argon2 import PasswordHasher
+
+    from immigrationos.accounts import service
+
+    monkeypatch.setattr(
+        service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )

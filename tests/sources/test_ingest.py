@@ -17,7 +17,7 @@ from immigrationos.gateway.purposes import Purpose
 from immigrationos.runtime import Runtime
 from immigrationos.sources.definition import SourceDefinition, shipped_definitions
 from immigrationos.sources.ingest import BatchReport, ingest_file
-from immigrationos.sources.models import DataSharingAgreement, SourceRecord
+from immigrationos.sources.models import DataSharingAgreement, QuarantinedRow, SourceRecord
 from immigrationos.sources.registry import register
 from immigrationos.store.engine import transaction
 
@@ -118,12 +118,24 @@ def test_jsonl_and_parquet_inputs(runtime: Runtime, tmp_path: Path, fmt: str) ->
     assert _ingest(runtime, path).unchanged == 1
 
 
-def test_a_malformed_jsonl_line_is_named(runtime: Runtime, tmp_path: Path) -> None:
+def test_a_malformed_jsonl_line_is_quarantined_with_its_row(
+    runtime: Runtime, tmp_path: Path
+) -> None:
     _register(runtime, _definition("jsonl"))
     path = tmp_path / "a.jsonl"
     path.write_text('{"rid": "1"}\n{not json\n')
-    with pytest.raises(ValidationFailed, match="line 2"):
-        _ingest(runtime, path)
+    report = _ingest(runtime, path)
+    assert (report.loaded, report.quarantined) == (1, 1)
+    with unit_of_work(runtime.sessions, CTX) as gw:
+        (row,) = gw.search(QuarantinedRow, params={})
+    assert (row.reason, row.row_number, row.raw) == ("json", 2, b"{not json\n")
+    assert str(path) in row.message and "row 2" in row.message
+
+
+def test_a_missing_file_is_a_clear_error(runtime: Runtime, tmp_path: Path) -> None:
+    _register(runtime, _definition())
+    with pytest.raises(ValidationFailed, match="no such file"):
+        _ingest(runtime, tmp_path / "absent.csv")
 
 
 def test_a_changed_agreement_becomes_a_new_version(runtime: Runtime) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from immigrationos import __version__
 from immigrationos.accounts.models import User
+from immigrationos.api import sources_routes
 from immigrationos.api.routes import router
 from immigrationos.audit.models import AuditEntry
 from immigrationos.core.errors import ImmosError
@@ -41,6 +42,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime or open_runtime()
     app.include_router(router)
+    app.include_router(sources_routes.router)
     app.add_exception_handler(ImmosError, _immos_error)
     app.add_exception_handler(Exception, _internal_error)
     app.middleware("http")(_security_headers)

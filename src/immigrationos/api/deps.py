@@ -21,6 +21,7 @@ from immigrationos.audit.chain import emit
 from immigrationos.audit.events import AccessDenied
 from immigrationos.core.errors import AccessRefused
 from immigrationos.gateway.context import AccessContext, Actor
+from immigrationos.gateway.core import Refused
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.runtime import Runtime
 from immigrationos.store.engine import transaction
@@ -37,9 +38,17 @@ def get_runtime(request: Request) -> Runtime:
 
 
 def db_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    """A transaction owned by the request: committed when the route returns, else rolled back."""
-    with transaction(runtime.sessions) as session:
-        yield session
+    """A transaction owned by the request: committed when the route returns, else rolled back.
+
+    A refusal raised inside the route rolls the work back and is then audited on its own.
+    """
+    try:
+        with transaction(runtime.sessions) as session:
+            yield session
+    except Refused as refusal:
+        with transaction(runtime.sessions) as session:
+            emit(session, refusal.audit_event(), refusal.ctx)
+        raise
 
 
 def _refuse(
@@ -65,7 +74,11 @@ def access(*roles: Role, purposes: tuple[Purpose, ...] = ()) -> Callable[..., Ac
             str | None, Header(description="Why this access is needed (kept in the audit log).")
         ] = None,
         x_immos_case: Annotated[
-            str | None, Header(description="The case this work is for, when there is one.")
+            str | None, Header(description="The case (or investigation) this work is for.")
+        ] = None,
+        x_immos_request: Annotated[
+            str | None,
+            Header(description="A disclosure request id, for sources that demand one per use."),
         ] = None,
     ) -> AccessContext:
         if credentials is None:
@@ -104,7 +117,9 @@ def access(*roles: Role, purposes: tuple[Purpose, ...] = ()) -> Callable[..., Ac
                 actor,
             )
         try:
-            return AccessContext(actor, purpose, x_immos_justification, x_immos_case)
+            return AccessContext(
+                actor, purpose, x_immos_justification, x_immos_case, x_immos_request
+            )
         except AccessRefused as exc:
             raise _refuse(runtime, str(exc), operation, actor) from None
 

@@ -45,6 +45,8 @@ class RecordsSearched(AuditEvent):
     action = "records.searched"
     search_params: dict[str, Any] = Field(default_factory=dict)
     result_count: int = 0
+    #: Sources left out of the search because the purpose may not read them, with why.
+    withheld_sources: dict[str, str] = Field(default_factory=dict)
 
 
 class RecordCreated(AuditEvent):

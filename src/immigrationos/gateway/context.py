@@ -21,12 +21,16 @@ class Actor:
 
 @dataclass(frozen=True)
 class AccessContext:
-    """An actor working under a declared purpose, optionally for a named case, with a reason."""
+    """An actor working under a declared purpose, optionally for a named case, with a reason.
+
+    ``request_id`` names a disclosure request, for sources whose agreement demands one per use.
+    """
 
     actor: Actor
     purpose: Purpose
     justification: str | None = None
     case_id: str | None = None
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
         spec = ROLES[self.actor.role]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -25,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
@@ -44,6 +46,8 @@ from immigrationos.audit.events import (
 )
 from immigrationos.core.errors import AccessRefused, NotFound
 from immigrationos.gateway.context import AccessContext
+from immigrationos.sources.access import AgreementIndex, subject_filter
+from immigrationos.sources.models import DisclosureRequest, SourceRecord
 from immigrationos.store.base import Base, is_personal
 from immigrationos.store.engine import transaction
 
@@ -57,7 +61,7 @@ PERSONAL_TABLES = frozenset(
 
 
 class Refused(AccessRefused):
-    """An access refusal that carries what the audit log must say about it."""
+    """An access refusal that carries what the audit log must say about it, and who asked."""
 
     def __init__(
         self,
@@ -65,11 +69,13 @@ class Refused(AccessRefused):
         operation: str,
         object_type: str | None = None,
         object_ids: Sequence[str] = (),
+        ctx: AccessContext | None = None,
     ) -> None:
         super().__init__(message)
         self.operation = operation
         self.object_type = object_type
         self.object_ids = list(object_ids)
+        self.ctx = ctx
 
     def audit_event(self) -> AccessDenied:
         """The audit event that records this refusal."""
@@ -97,25 +103,119 @@ class Gateway:
         finally:
             info[_DEPTH] -= 1
 
+    def _refuse(
+        self, message: str, operation: str, table: str | None = None, ids: Sequence[str] = ()
+    ) -> Refused:
+        return Refused(message, operation, table, ids, self.ctx)
+
     def _require_personal_access(self, model: type[Base], operation: str) -> None:
         spec = ROLES[self.ctx.actor.role]
         if is_personal(model) and not spec.reads_personal_data:
-            raise Refused(
+            raise self._refuse(
                 f"role {spec.role.value!r} has no access to personal data "
                 f"({model.__tablename__}); separation of duties",
                 operation,
                 model.__tablename__,
             )
 
+    # -- purpose enforcement (agreements) -------------------------------------------------
+
+    @cached_property
+    def agreements(self) -> AgreementIndex:
+        """The agreements in force, read once per unit of work."""
+        return AgreementIndex(self.session)
+
+    def require_source(self, source_id: str, operation: str = "read") -> None:
+        """Refuse unless the context's purpose may read ``source_id`` (names the agreement)."""
+        decision = self.agreements.decide(source_id, self.ctx)
+        if not decision.allowed:
+            raise self._refuse(decision.reason, operation, "sources", [source_id])
+        if self.agreements.terms[source_id].per_request and self.ctx.request_id:
+            self._disclosure(source_id)
+
+    @cached_property
+    def _disclosures(self) -> dict[str, DisclosureRequest]:
+        return {}
+
+    def _disclosure(self, source_id: str) -> DisclosureRequest:
+        """The context's disclosure request for ``source_id``, checked for this use."""
+        if source_id in self._disclosures:
+            return self._disclosures[source_id]
+        with self._inside() as session:
+            request = session.get(DisclosureRequest, self.ctx.request_id)
+        problem = _disclosure_problem(request, source_id, self.ctx)
+        if problem or request is None:
+            raise self._refuse(
+                f"disclosure request {self.ctx.request_id!r}: {problem}",
+                "read",
+                "disclosure_requests",
+                [str(self.ctx.request_id)],
+            )
+        self._disclosures[source_id] = request
+        return request
+
+    def _scope(self, stmt: Select, model: type[Base]) -> tuple[Select, dict[str, str]]:
+        """Limit a select over a sourced table to what the purpose may read."""
+        column = model.__table__.c.get("source_id")
+        if column is None:
+            return stmt, {}
+        allowed, withheld = self.agreements.permitted_sources(self.ctx)
+        stmt = stmt.where(or_(column.in_(allowed), column.is_(None)))
+        for source_id in allowed:
+            terms = self.agreements.terms[source_id]
+            if terms.per_request and self.ctx.request_id:
+                covered = subject_filter(self._disclosure(source_id))
+                if model is not SourceRecord:
+                    covered = model.__table__.c.source_record_id.in_(
+                        select(SourceRecord.id).where(SourceRecord.source_id == source_id, covered)
+                    )
+                stmt = stmt.where(or_(column != source_id, covered))
+        return stmt, withheld
+
+    def _check_row(self, model: type[Base], row: Any, object_id: str) -> None:
+        source_id = getattr(row, "source_id", None)
+        if source_id is None or model.__table__.c.get("source_id") is None:
+            return
+        self.require_source(source_id)
+        if self.agreements.terms[source_id].per_request and self.ctx.request_id:
+            stmt, _ = self._scope(
+                select(model.__table__.c.id).where(model.__table__.c.id == object_id), model
+            )
+            with self._inside() as session:
+                if session.execute(stmt).first() is None:
+                    raise self._refuse(
+                        "the record is outside what the disclosure request names",
+                        "read",
+                        model.__tablename__,
+                        [object_id],
+                    )
+
+    def _present(self, rows: list[Any]) -> list[Any]:
+        """Hide payload fields a purpose may not see (on detached copies, never in the store)."""
+        for row in rows:
+            if isinstance(row, SourceRecord):
+                shown, hidden = self.agreements.visible_payload(row, self.ctx)
+                if hidden:
+                    self.session.expunge(row)
+                    row.payload = shown
+                row.hidden_fields = hidden  # type: ignore[attr-defined]
+        return rows
+
+    # -- reads ----------------------------------------------------------------------------
+
     def get(self, model: type[T], object_id: str) -> T:
-        """One row by id; audited as a read. Raises :class:`NotFound` when absent."""
+        """One row by id; audited as a read. Raises :class:`NotFound` when absent.
+
+        A row from a source whose agreement does not permit the purpose is refused.
+        """
         self._require_personal_access(model, "read")
         with self._inside() as session:
             row = session.get(model, object_id)
         if row is None:
             raise NotFound(f"no {model.__tablename__} row {object_id!r}")
+        self._check_row(model, row, object_id)
         self._audit(RecordRead(object_type=model.__tablename__, object_ids=[object_id]))
-        return row
+        return self._present([row])[0]
 
     def search(
         self,
@@ -130,9 +230,14 @@ class Gateway:
         stmt = select(model).where(*where).order_by(*order_by).limit(limit).offset(offset)
         return self.select(stmt, model, params=params)
 
-    def select(self, stmt: Select[Any], model: type[Base], *, params: dict[str, Any]) -> list[Any]:
-        """Run a prepared select over ``model``'s table; audited like :meth:`search`."""
+    def select(self, stmt: Select, model: type[Base], *, params: dict[str, Any]) -> list[Any]:
+        """Run a prepared select over ``model``'s table; audited like :meth:`search`.
+
+        Rows of sources the purpose may not read are left out, and the audit entry says
+        which sources were withheld and why.
+        """
         self._require_personal_access(model, "search")
+        stmt, withheld = self._scope(stmt, model)
         with self._inside() as session:
             rows = list(session.scalars(stmt).all())
         ids = [str(getattr(r, "id", "")) for r in rows[:1000] if hasattr(r, "id")]
@@ -142,31 +247,40 @@ class Gateway:
                 object_ids=ids,
                 search_params=params,
                 result_count=len(rows),
+                withheld_sources=withheld,
+            )
+        )
+        return self._present(rows)
+
+    def rows(self, stmt: Select, model: type[Base], *, params: dict[str, Any]) -> list[Any]:
+        """Run a select of columns (not whole objects) over ``model``'s table; audited."""
+        self._require_personal_access(model, "search")
+        stmt, withheld = self._scope(stmt, model)
+        with self._inside() as session:
+            rows = list(session.execute(stmt).all())
+        self._audit(
+            RecordsSearched(
+                object_type=model.__tablename__,
+                search_params=params,
+                result_count=len(rows),
+                withheld_sources=withheld,
             )
         )
         return rows
 
-    def rows(self, stmt: Select[Any], model: type[Base], *, params: dict[str, Any]) -> list[Any]:
-        """Run a select of columns (not whole objects) over ``model``'s table; audited."""
-        self._require_personal_access(model, "search")
-        with self._inside() as session:
-            rows = list(session.execute(stmt).all())
-        self._audit(RecordsSearched(object_type=model.__tablename__, search_params=params,
-                                    result_count=len(rows)))
-        return rows
-
-    def execute(self, stmt: Update | Delete, model: type[Base], *,
-                params: dict[str, Any]) -> int:
+    def execute(self, stmt: Update | Delete, model: type[Base], *, params: dict[str, Any]) -> int:
         """A bulk update or delete over ``model``'s table; audited with what it did and how many."""
         self._require_personal_access(model, "update" if isinstance(stmt, Update) else "delete")
         with self._inside() as session:
-            count = int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+            result: Any = session.execute(stmt.execution_options(preserve_rowcount=True))
+            count = int(result.rowcount or 0)
         if count:
             table = model.__tablename__
             if isinstance(stmt, Update):
-                fields = sorted(c.key for c in stmt._values)  # noqa: SLF001 - SQLAlchemy's own
-                self._audit(RecordUpdated(object_type=table, fields=fields, count=count,
-                                          criteria=params))
+                fields = sorted(str(getattr(c, "key", c)) for c in (stmt._values or {}))
+                self._audit(
+                    RecordUpdated(object_type=table, fields=fields, count=count, criteria=params)
+                )
             else:
                 self._audit(RecordDeleted(object_type=table, count=count, criteria=params))
         return count
@@ -175,19 +289,23 @@ class Gateway:
         """Run an ``INSERT … SELECT`` deriving facts from a batch's records; audited."""
         self._require_personal_access(model, "create")
         with self._inside() as session:
-            count = int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
-        self._audit(RecordsDerived(object_type=model.__tablename__, count=count,
-                                   batch_id=batch_id))
+            result: Any = session.execute(stmt.execution_options(preserve_rowcount=True))
+            count = int(result.rowcount or 0)
+        self._audit(RecordsDerived(object_type=model.__tablename__, count=count, batch_id=batch_id))
         return count
 
     def count(self, model: type[Base], *where: ColumnElement[bool], params: dict[str, Any]) -> int:
         """How many rows match; audited as a search that returned a count only."""
         self._require_personal_access(model, "count")
+        stmt, withheld = self._scope(select(func.count()).select_from(model).where(*where), model)
         with self._inside() as session:
-            total = session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+            total = session.scalar(stmt) or 0
         self._audit(
             RecordsSearched(
-                object_type=model.__tablename__, search_params=params, result_count=int(total)
+                object_type=model.__tablename__,
+                search_params=params,
+                result_count=int(total),
+                withheld_sources=withheld,
             )
         )
         return int(total)
@@ -299,3 +417,25 @@ def unit_of_work(factory: sessionmaker[Session], ctx: AccessContext) -> Iterator
         with transaction(factory) as session:
             emit(session, refusal.audit_event(), ctx)
         raise
+
+
+def _disclosure_problem(
+    request: DisclosureRequest | None, source_id: str, ctx: AccessContext
+) -> str | None:
+    """Why a disclosure request does not authorize this use, or None when it does."""
+    from immigrationos.core.clock import utcnow
+
+    if request is None:
+        return "no such request"
+    checks = [
+        (request.source_id == source_id, f"covers source {request.source_id!r}, not {source_id!r}"),
+        (request.status == "active", f"is {request.status}"),
+        (request.requested_by == ctx.actor.user_id, "may be used only by the officer who made it"),
+        (request.purpose == ctx.purpose.value, f"was made for purpose {request.purpose!r}"),
+        (
+            ctx.case_id == request.investigation,
+            f"serves investigation {request.investigation!r}; declare it as the case",
+        ),
+        (request.expires_at is None or request.expires_at > utcnow(), "has expired"),
+    ]
+    return next((message for ok, message in checks if not ok), None)

@@ -114,20 +114,43 @@ def record_key_of(payload: dict[str, Any], key_fields: list[str]) -> str:
     return ":".join(str(payload[k]) for k in key_fields)
 
 
-def _quarantine(plan: ChunkPlan, report: BatchReport, batch_id: str, source_id: str,
-                where: str, row: readers.RawRow, problem: Problem, now: datetime) -> None:
+def _quarantine(
+    plan: ChunkPlan,
+    report: BatchReport,
+    batch_id: str,
+    source_id: str,
+    where: str,
+    row: readers.RawRow,
+    problem: Problem,
+    now: datetime,
+) -> None:
     report.quarantined += 1
     report.quarantine_reasons[problem.reason] += 1
-    plan.quarantined.append({
-        "id": content_id("qr", batch_id, row.number), "batch_id": batch_id,
-        "source_id": source_id, "row_number": row.number, "field": problem.field,
-        "reason": problem.reason, "message": f"{where}: row {row.number}: {problem.message}",
-        "raw": row.raw, "status": "open", "created_at": now,
-    })
+    plan.quarantined.append(
+        {
+            "id": content_id("qr", batch_id, row.number),
+            "batch_id": batch_id,
+            "source_id": source_id,
+            "row_number": row.number,
+            "field": problem.field,
+            "reason": problem.reason,
+            "message": f"{where}: row {row.number}: {problem.message}",
+            "raw": row.raw,
+            "status": "open",
+            "created_at": now,
+        }
+    )
 
 
-def plan_chunk(chunk: list[readers.RawRow], validate: RowValidator, source_id: str,
-               batch_id: str, where: str, known: Known, report: BatchReport) -> ChunkPlan:
+def plan_chunk(
+    chunk: list[readers.RawRow],
+    validate: RowValidator,
+    source_id: str,
+    batch_id: str,
+    where: str,
+    known: Known,
+    report: BatchReport,
+) -> ChunkPlan:
     """Decide, without writing, what each row of a chunk becomes; updates ``known``."""
     plan, now = ChunkPlan(), utcnow()
     for row in chunk:
@@ -153,12 +176,21 @@ def plan_chunk(chunk: list[readers.RawRow], validate: RowValidator, source_id: s
             continue
         version = previous[0] + 1 if previous else 1
         record_id = content_id("rec", source_id, key, version, digest)
-        plan.records.append({
-            "id": record_id, "source_id": source_id, "record_key": key, "version": version,
-            "content_hash": digest, "payload": cleaned.payload, "flags": cleaned.flags,
-            "row_number": row.number, "batch_id": batch_id,
-            "supersedes_id": previous[2] if previous else None, "ingested_at": now,
-        })
+        plan.records.append(
+            {
+                "id": record_id,
+                "source_id": source_id,
+                "record_key": key,
+                "version": version,
+                "content_hash": digest,
+                "payload": cleaned.payload,
+                "flags": cleaned.flags,
+                "row_number": row.number,
+                "batch_id": batch_id,
+                "supersedes_id": previous[2] if previous else None,
+                "ingested_at": now,
+            }
+        )
         if previous:
             plan.superseded.append(previous[2])
         known[key] = (version, digest, record_id)
@@ -176,12 +208,24 @@ def _latest_versions(gateway: Gateway, source_id: str, keys: list[str]) -> Known
         .group_by(SourceRecord.record_key)
         .subquery()
     )
-    stmt = select(SourceRecord.record_key, SourceRecord.version, SourceRecord.content_hash,
-                  SourceRecord.id).join(
-        latest, (SourceRecord.record_key == latest.c.record_key)
-        & (SourceRecord.version == latest.c.v)).where(SourceRecord.source_id == source_id)
-    rows = gateway.rows(stmt, SourceRecord, params={
-        "source": source_id, "lookup": "latest-versions", "keys": len(keys)})
+    stmt = (
+        select(
+            SourceRecord.record_key,
+            SourceRecord.version,
+            SourceRecord.content_hash,
+            SourceRecord.id,
+        )
+        .join(
+            latest,
+            (SourceRecord.record_key == latest.c.record_key) & (SourceRecord.version == latest.c.v),
+        )
+        .where(SourceRecord.source_id == source_id)
+    )
+    rows = gateway.rows(
+        stmt,
+        SourceRecord,
+        params={"source": source_id, "lookup": "latest-versions", "keys": len(keys)},
+    )
     return {r.record_key: (r.version, r.content_hash, r.id) for r in rows}
 
 
@@ -198,16 +242,25 @@ def _chunk_keys(chunk: list[readers.RawRow], validate: RowValidator) -> list[str
 class Ingest:
     """One ingest run of one input into one source, inside the caller's transaction."""
 
-    def __init__(self, session: Session, gateway: Gateway, source_id: str,
-                 location: str | Path) -> None:
+    def __init__(
+        self,
+        session: Session,
+        gateway: Gateway,
+        source_id: str,
+        location: str | Path,
+        format_override: str | None = None,
+    ) -> None:
         self.session, self.gateway, self.location = session, gateway, location
         self.definition, self.agreement = definition_of(session, source_id)
+        if format_override:
+            self.definition = self.definition.model_copy(update={"format": format_override})
         self.validate = RowValidator(self.definition)
         self.derivers = [DERIVERS[m.deriver] for m in self.definition.facts if m.deriver]
         self.fact_models = [table_model(t) for t in fact_tables(self.definition)]
 
-    def run(self, progress: Progress | None = None,
-            chunk_rows: int = readers.CHUNK_ROWS) -> BatchReport:
+    def run(
+        self, progress: Progress | None = None, chunk_rows: int = readers.CHUNK_ROWS
+    ) -> BatchReport:
         """Read, validate, load, derive; return the reconciled report."""
         batch = self._start()
         report = BatchReport(batch.id, self.definition.id)
@@ -215,8 +268,15 @@ class Ingest:
         for chunk in readers.read(self.location, self.definition, chunk_rows):
             keys = [k for k in _chunk_keys(chunk, self.validate) if k not in known]
             known.update(_latest_versions(self.gateway, self.definition.id, keys))
-            plan = plan_chunk(chunk, self.validate, self.definition.id, batch.id,
-                              str(self.location), known, report)
+            plan = plan_chunk(
+                chunk,
+                self.validate,
+                self.definition.id,
+                batch.id,
+                str(self.location),
+                known,
+                report,
+            )
             self._write(plan, report)
             if progress:
                 progress(len(chunk))
@@ -226,11 +286,23 @@ class Ingest:
 
     def _start(self) -> IngestBatch:
         path = Path(self.location)
-        digest = file_sha256(path) if self.definition.format != "postgresql" else None
-        batch = IngestBatch(id=new_id("bat"), source_id=self.definition.id,
-                            agreement_id=self.agreement.id,
-                            input_uri=str(self.location) if digest else "postgresql (query)",
-                            input_sha256=digest, started_by=self.gateway.ctx.actor.user_id)
+        is_file = self.definition.format != "postgresql"
+        if is_file and not path.is_file():
+            raise ValidationFailed(f"{path}: no such file; nothing was loaded")
+        digest = file_sha256(path) if is_file else None
+        header = None
+        if self.definition.format == "csv":
+            with path.open("rb") as handle:
+                header = handle.readline().decode(self.definition.encoding, "replace")
+        batch = IngestBatch(
+            input_header=header,
+            id=new_id("bat"),
+            source_id=self.definition.id,
+            agreement_id=self.agreement.id,
+            input_uri=str(self.location) if digest else "postgresql (query)",
+            input_sha256=digest,
+            started_by=self.gateway.ctx.actor.user_id,
+        )
         self.session.add(batch)
         self.session.flush()
         return batch
@@ -244,30 +316,38 @@ class Ingest:
             derived: dict[str, list[dict[str, Any]]] = {}
             for r in plan.records:
                 for table, rows in deriver.derive(
-                        (r["id"], r["source_id"], r["payload"], r["ingested_at"])).items():
+                    (r["id"], r["source_id"], r["payload"], r["ingested_at"])
+                ).items():
                     derived.setdefault(table, []).extend(rows)
             for table in deriver.tables:
-                report.derived[table] += self.gateway.insert_rows(table_model(table),
-                                                                  derived.get(table, []))
+                report.derived[table] += self.gateway.insert_rows(
+                    table_model(table), derived.get(table, [])
+                )
         if plan.unchanged:
             now = utcnow()
             for model in self.fact_models:
                 column = model.__table__.c.source_record_id
                 self.gateway.execute(
                     update(model).where(column.in_(plan.unchanged)).values(last_seen_at=now),
-                    model, params={"seen-again": len(plan.unchanged)})
+                    model,
+                    params={"seen-again": len(plan.unchanged)},
+                )
 
     def _retire(self, record_ids: list[str]) -> None:
         for model in reversed(self.fact_models):  # children before parents
             column = model.__table__.c.source_record_id
-            self.gateway.execute(delete(model).where(column.in_(record_ids)), model,
-                                 params={"superseded-records": len(record_ids)})
+            self.gateway.execute(
+                delete(model).where(column.in_(record_ids)),
+                model,
+                params={"superseded-records": len(record_ids)},
+            )
 
     def _derive(self, batch_id: str, report: BatchReport) -> None:
         dialect = self.session.get_bind().dialect.name
         for mapping, statement in fact_statements(self.definition, dialect, batch_id):
             report.derived[mapping.table] += self.gateway.derive(
-                table_model(mapping.table), statement, batch_id=batch_id)
+                table_model(mapping.table), statement, batch_id=batch_id
+            )
         if "addresses" in fact_tables(self.definition):
             report.flagged["reused-address"] += flag_reused_addresses(self.gateway)
 
@@ -279,38 +359,60 @@ class Ingest:
         batch.quarantine_reasons = dict(report.quarantine_reasons)
         batch.dropped_fields = dict(report.dropped_fields)
         batch.status, batch.finished_at = "finished", utcnow()
-        emit(self.session, BatchIngested(
-            object_type="ingest_batches", object_ids=[batch.id], read=report.read,
-            loaded=report.loaded, unchanged=report.unchanged, quarantined=report.quarantined),
-            self.gateway.ctx)
+        emit(
+            self.session,
+            BatchIngested(
+                object_type="ingest_batches",
+                object_ids=[batch.id],
+                read=report.read,
+                loaded=report.loaded,
+                unchanged=report.unchanged,
+                quarantined=report.quarantined,
+            ),
+            self.gateway.ctx,
+        )
 
 
 def flag_reused_addresses(gateway: Gateway) -> int:
     """Flag addresses shared by more taxpayers than the threshold; never evidence of residence."""
     people = (
-        select(Address.line, Address.postcode,
-               func.count(func.distinct(Identifier.value)).label("people"))
-        .join(Identifier, (Identifier.source_record_id == Address.source_record_id)
-              & Identifier.kind.in_(("itin", "a_number")))
+        select(
+            Address.line,
+            Address.postcode,
+            func.count(func.distinct(Identifier.value)).label("people"),
+        )
+        .join(
+            Identifier,
+            (Identifier.source_record_id == Address.source_record_id)
+            & Identifier.kind.in_(("itin", "a_number")),
+        )
         .where(Address.line.is_not(None))
         .group_by(Address.line, Address.postcode)
         .having(func.count(func.distinct(Identifier.value)) > REUSED_ADDRESS_THRESHOLD)
     )
     flagged = 0
-    for line, postcode, count in gateway.rows(people, Address,
-                                             params={"lookup": "reused-addresses"}):
+    for line, postcode, count in gateway.rows(
+        people, Address, params={"lookup": "reused-addresses"}
+    ):
         flagged += gateway.execute(
-            update(Address).where(Address.line == line, Address.postcode == postcode,
-                                  Address.placeholder.is_(False))
-            .values(placeholder=True,
-                    flag_reason=f"address shared by {count} taxpayers (over "
-                                f"{REUSED_ADDRESS_THRESHOLD}): not evidence of residence"),
-            Address, params={"flag": "reused-address"})
+            update(Address)
+            .where(
+                Address.line == line, Address.postcode == postcode, Address.placeholder.is_(False)
+            )
+            .values(
+                placeholder=True,
+                flag_reason=f"address shared by {count} taxpayers (over "
+                f"{REUSED_ADDRESS_THRESHOLD}): not evidence of residence",
+            ),
+            Address,
+            params={"flag": "reused-address"},
+        )
     return flagged
 
 
-def definition_of(session: Session,
-                  source_id: str) -> tuple[SourceDefinition, DataSharingAgreement]:
+def definition_of(
+    session: Session, source_id: str
+) -> tuple[SourceDefinition, DataSharingAgreement]:
     """A registered source's definition and the agreement in force."""
     source = session.get(Source, source_id)
     if source is None:
@@ -321,8 +423,18 @@ def definition_of(session: Session,
     return parse_definition(source.definition, f"source {source_id}"), agreement
 
 
-def ingest_file(session: Session, gateway: Gateway, source_id: str, location: str | Path,
-                progress: Progress | None = None,
-                chunk_rows: int = readers.CHUNK_ROWS) -> BatchReport:
-    """Ingest ``location`` (a file, or a DSN for PostgreSQL sources) into ``source_id``."""
-    return Ingest(session, gateway, source_id, location).run(progress, chunk_rows)
+def ingest_file(
+    session: Session,
+    gateway: Gateway,
+    source_id: str,
+    location: str | Path,
+    progress: Progress | None = None,
+    chunk_rows: int = readers.CHUNK_ROWS,
+    format_override: str | None = None,
+) -> BatchReport:
+    """Ingest ``location`` (a file, or a DSN for PostgreSQL sources) into ``source_id``.
+
+    ``format_override`` reads the input in another format than the source declares (the
+    quarantine re-runs Parquet and PostgreSQL rows from their JSON form).
+    """
+    return Ingest(session, gateway, source_id, location, format_override).run(progress, chunk_rows)

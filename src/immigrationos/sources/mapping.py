@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     cast,
     func,
+    insert,
     literal,
     select,
     type_coerce,
@@ -63,7 +64,7 @@ def _json_value(dialect: str, field: str, column_type: Any) -> Any:
     return text
 
 
-def _select(mapping: FactMapping, model: type[Base], dialect: str, batch_id: str) -> Select[Any]:
+def _select(mapping: FactMapping, model: type[Base], dialect: str, batch_id: str) -> Select:
     table = model.__table__
     columns: dict[str, Any] = {
         "id": SourceRecord.id.concat(literal("/" + mapping.suffix)),
@@ -95,7 +96,7 @@ def fact_statement(mapping: FactMapping, dialect: str, batch_id: str) -> Insert:
     """The ``INSERT … SELECT`` deriving one mapping's facts from one batch."""
     model = table_model(mapping.table)
     stmt = _select(mapping, model, dialect, batch_id)
-    return model.__table__.insert().from_select(list(stmt.selected_columns.keys()), stmt)
+    return insert(model).from_select(list(stmt.selected_columns.keys()), stmt)
 
 
 def fact_statements(

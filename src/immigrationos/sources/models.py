@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    LargeBinary,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -69,6 +69,7 @@ class IngestBatch(Base):
     agreement_id: Mapped[str] = mapped_column(String(64), ForeignKey("agreements.id"))
     input_uri: Mapped[str] = mapped_column(Text)
     input_sha256: Mapped[str | None] = mapped_column(String(64))
+    input_header: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default="running")

@@ -236,7 +236,7 @@ def read_postgresql(
     from psycopg.rows import dict_row
 
     if definition.query:
-        statement: Any = sql.SQL(definition.query)  # type: ignore[arg-type]
+        statement: Any = sql.SQL(definition.query)
     else:
         schema, _, table = (definition.table or "").rpartition(".")
         ident = sql.Identifier(schema, table) if schema else sql.Identifier(table)

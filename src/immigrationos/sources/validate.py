@@ -42,7 +42,7 @@ class Problem(NamedTuple):
     message: str
 
 
-class Invalid(Exception):  # noqa: N818 - an internal signal, never escapes this module
+class Invalid(Exception):
     """A value failed its field's check."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -51,7 +51,7 @@ class Invalid(Exception):  # noqa: N818 - an internal signal, never escapes this
         self.message = message
 
 
-class Placeholder(Exception):  # noqa: N818 - internal signal
+class Placeholder(Exception):
     """A value is a placeholder: keep what the source said in the flags, not the payload."""
 
 
@@ -294,7 +294,9 @@ class RowValidator:
                     flags[name] = {"flag": "placeholder", "value": _as_text(row.get(name))}
                     value = None
                 except Invalid as bad:
-                    raise RowInvalid(Problem(bad.reason, name, f"field {name}: {bad.message}"))
+                    raise RowInvalid(
+                        Problem(bad.reason, name, f"field {name}: {bad.message}")
+                    ) from None
             if value is None and required and name not in flags:
                 raise RowInvalid(Problem("required", name, f"field {name}: required, missing"))
             payload[name] = value
@@ -311,7 +313,7 @@ class RowValidator:
         return Cleaned(payload, flags, dropped)
 
 
-class RowInvalid(Exception):  # noqa: N818 - carries a Problem, caught by ingest
+class RowInvalid(Exception):
     """The row cannot be loaded; ``problem`` says why."""
 
     def __init__(self, problem: Problem) -> None:

@@ -153,14 +153,14 @@ def upgrade() -> None:
             batch_op.f("ix_appeals_source_record_id"), ["source_record_id"], unique=False
         )
         batch_op.create_foreign_key(
-            batch_op.f("fk_appeals_source_id_sources"), "sources", ["source_id"], ["id"]
-        )
-        batch_op.create_foreign_key(
             batch_op.f("fk_appeals_source_record_id_source_records"),
             "source_records",
             ["source_record_id"],
             ["id"],
             ondelete="RESTRICT",
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_appeals_source_id_sources"), "sources", ["source_id"], ["id"]
         )
 
     with op.batch_alter_table("benefit_applications", schema=None) as batch_op:
@@ -215,14 +215,14 @@ def upgrade() -> None:
             batch_op.f("ix_court_decisions_source_record_id"), ["source_record_id"], unique=False
         )
         batch_op.create_foreign_key(
+            batch_op.f("fk_court_decisions_source_id_sources"), "sources", ["source_id"], ["id"]
+        )
+        batch_op.create_foreign_key(
             batch_op.f("fk_court_decisions_source_record_id_source_records"),
             "source_records",
             ["source_record_id"],
             ["id"],
             ondelete="RESTRICT",
-        )
-        batch_op.create_foreign_key(
-            batch_op.f("fk_court_decisions_source_id_sources"), "sources", ["source_id"], ["id"]
         )
 
     with op.batch_alter_table("departures", schema=None) as batch_op:
@@ -249,14 +249,14 @@ def upgrade() -> None:
             batch_op.f("ix_departures_source_record_id"), ["source_record_id"], unique=False
         )
         batch_op.create_foreign_key(
-            batch_op.f("fk_departures_source_id_sources"), "sources", ["source_id"], ["id"]
-        )
-        batch_op.create_foreign_key(
             batch_op.f("fk_departures_source_record_id_source_records"),
             "source_records",
             ["source_record_id"],
             ["id"],
             ondelete="RESTRICT",
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_departures_source_id_sources"), "sources", ["source_id"], ["id"]
         )
 
     with op.batch_alter_table("encounters", schema=None) as batch_op:
@@ -306,6 +306,9 @@ def upgrade() -> None:
         batch_op.create_foreign_key(
             batch_op.f("fk_identifiers_source_id_sources"), "sources", ["source_id"], ["id"]
         )
+
+    with op.batch_alter_table("ingest_batches", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("input_header", sa.Text(), nullable=True))
 
     with op.batch_alter_table("proceedings", schema=None) as batch_op:
         batch_op.add_column(
@@ -383,6 +386,9 @@ def downgrade() -> None:
         batch_op.drop_column("last_seen_at")
         batch_op.drop_column("first_seen_at")
 
+    with op.batch_alter_table("ingest_batches", schema=None) as batch_op:
+        batch_op.drop_column("input_header")
+
     with op.batch_alter_table("identifiers", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_identifiers_source_id_sources"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_identifiers_source_id"))
@@ -406,10 +412,10 @@ def downgrade() -> None:
         batch_op.drop_column("source_id")
 
     with op.batch_alter_table("departures", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_departures_source_id_sources"), type_="foreignkey")
         batch_op.drop_constraint(
             batch_op.f("fk_departures_source_record_id_source_records"), type_="foreignkey"
         )
-        batch_op.drop_constraint(batch_op.f("fk_departures_source_id_sources"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_departures_source_record_id"))
         batch_op.drop_index(batch_op.f("ix_departures_source_id"))
         batch_op.drop_column("source_id")
@@ -419,10 +425,10 @@ def downgrade() -> None:
 
     with op.batch_alter_table("court_decisions", schema=None) as batch_op:
         batch_op.drop_constraint(
-            batch_op.f("fk_court_decisions_source_id_sources"), type_="foreignkey"
+            batch_op.f("fk_court_decisions_source_record_id_source_records"), type_="foreignkey"
         )
         batch_op.drop_constraint(
-            batch_op.f("fk_court_decisions_source_record_id_source_records"), type_="foreignkey"
+            batch_op.f("fk_court_decisions_source_id_sources"), type_="foreignkey"
         )
         batch_op.drop_index(batch_op.f("ix_court_decisions_source_record_id"))
         batch_op.drop_index(batch_op.f("ix_court_decisions_source_id"))
@@ -449,10 +455,10 @@ def downgrade() -> None:
         batch_op.drop_column("source_id")
 
     with op.batch_alter_table("appeals", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_appeals_source_id_sources"), type_="foreignkey")
         batch_op.drop_constraint(
             batch_op.f("fk_appeals_source_record_id_source_records"), type_="foreignkey"
         )
-        batch_op.drop_constraint(batch_op.f("fk_appeals_source_id_sources"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_appeals_source_record_id"))
         batch_op.drop_index(batch_op.f("ix_appeals_source_id"))
         batch_op.drop_column("source_id")
