@@ -51,6 +51,7 @@ class NoiseConfig:
     duplicate_a_number: float = 0.02  #: share of A-number holders issued a second A-number
     missing_a_number: float = 0.3  #: encounter recorded without the A-number
     address_reuse: float = 0.02  #: tax-address rows filed at a shared mail-drop address
+    malformed: float = 0.002  #: a value no validator may accept (formula-prefixed name, bad code)
 
     def __post_init__(self) -> None:
         for f in fields(self):

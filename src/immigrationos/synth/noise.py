@@ -114,6 +114,7 @@ class Noiser:
         if ident.itin:
             out["itin"] = self.persons.itin[p]
         self._placeholder(out, ident, labels)
+        self._malformed(out, labels)
         if "_noise" in rows:
             labels.merge(rows["_noise"])
         return out, labels.result()
@@ -241,6 +242,23 @@ class Noiser:
         if ident.document:
             out[ident.document[0]][m & (which == "document")] = PLACEHOLDER_DOCUMENT
         labels.mark(m, "placeholder")
+
+
+    def _malformed(self, out: dict[str, np.ndarray], labels: Labels) -> None:
+        """Values a source system should never send and ingest must quarantine, not load."""
+        n = len(out["given_name"])
+        m = self.mask(self.noise.malformed, np.ones(n, dtype=bool))
+        if not m.any():
+            return
+        as_code = m & (self.rng.random(n) < 0.5) if "sex" in out else np.zeros(n, dtype=bool)
+        as_formula = m & ~as_code
+        out["family_name"][as_formula] = np.char.add(
+            "=", out["family_name"][as_formula].astype(str)).astype(object)
+        if "sex" in out:
+            sex = out["sex"].astype(object)
+            sex[as_code] = "U"
+            out["sex"] = sex
+        labels.mark(m, "malformed")
 
 
 def state_ids(persons: Persons, p: np.ndarray, state: np.ndarray) -> np.ndarray:
