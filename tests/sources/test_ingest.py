@@ -163,3 +163,22 @@ def test_every_shipped_definition_is_valid_and_tax_data_is_investigation_only() 
     tax = definitions["tax_addresses"].agreement
     assert [p.value for p in tax.permitted_purposes] == ["criminal-investigation"]
     assert tax.prerequisites["bulk_requests"] == "refused"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_impossible_dates_are_quarantined_on_every_path(runtime: Runtime, tmp_path: Path,
+                                                        fmt: str) -> None:
+    """The columnar path (CSV) and the row path (JSON Lines) refuse the same dates."""
+    _register(runtime, _definition(fmt))
+    dates = ["2023-02-30", "2023-04-31", "2023-13-01", "2024-02-29", "2023-1-5"]
+    if fmt == "csv":
+        path = _write_csv(tmp_path / "a.csv", [f"{i},N,{d},x" for i, d in enumerate(dates)])
+    else:
+        path = tmp_path / "a.jsonl"
+        path.write_text("".join(json.dumps({"rid": str(i), "name": "N", "dob": d}) + "\n"
+                                for i, d in enumerate(dates)))
+    report = _ingest(runtime, path)
+    assert (report.loaded, report.quarantined) == (1, 4)
+    assert report.quarantine_reasons == {"date": 4}
+    (record,) = _records(runtime)
+    assert record.payload["dob"] == "2024-02-29"

@@ -25,7 +25,6 @@ from sqlalchemy import (
     Update,
     event,
     func,
-    insert,
     or_,
     select,
 )
@@ -48,6 +47,7 @@ from immigrationos.core.errors import AccessRefused, NotFound
 from immigrationos.gateway.context import AccessContext
 from immigrationos.sources.access import AgreementIndex, subject_filter
 from immigrationos.sources.models import DisclosureRequest, SourceRecord
+from immigrationos.store import bulk
 from immigrationos.store.base import Base, is_personal
 from immigrationos.store.engine import transaction
 
@@ -328,7 +328,7 @@ class Gateway:
             return 0
         self._require_personal_access(model, "create")
         with self._inside() as session:
-            session.execute(insert(model), rows)
+            bulk.insert(session.connection(), model.__table__, rows)  # type: ignore[arg-type]
         ids = [str(r.get("id", "")) for r in rows]
         self._audit(RecordCreated(object_type=model.__tablename__, object_ids=ids, count=len(rows)))
         return len(rows)

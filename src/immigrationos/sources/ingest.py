@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import delete, func, select, update
@@ -38,10 +38,10 @@ from immigrationos.core.ids import content_id, new_id
 from immigrationos.facts.models import Address
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import Identifier
-from immigrationos.sources import readers
-from immigrationos.sources.definition import SourceDefinition, parse_definition
+from immigrationos.sources import columnar, readers
+from immigrationos.sources.definition import FactMapping, SourceDefinition, parse_definition
 from immigrationos.sources.derivers import DERIVERS
-from immigrationos.sources.mapping import fact_statements, fact_tables, table_model
+from immigrationos.sources.mapping import fact_tables, flat_rows, table_model
 from immigrationos.sources.models import (
     DataSharingAgreement,
     IngestBatch,
@@ -50,7 +50,8 @@ from immigrationos.sources.models import (
     SourceRecord,
 )
 from immigrationos.sources.registry import agreement_in_force
-from immigrationos.sources.validate import Problem, RowInvalid, RowValidator
+from immigrationos.sources.validate import Cleaned, Problem, RowInvalid, RowValidator
+from immigrationos.store.bulk import RawJSON
 
 Progress = Callable[[int], None]
 #: An address shared by more distinct people than this is flagged (a mail drop, a shelter,
@@ -84,6 +85,7 @@ class ChunkPlan:
     """What one chunk will write: new record versions, quarantine rows, and what they touch."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -103,8 +105,15 @@ def file_sha256(path: Path) -> str:
 
 def content_hash(payload: dict[str, Any], flags: dict[str, Any]) -> str:
     """The hash a record version is known by: its cleaned values and what was set aside."""
-    blob = orjson.dumps({"f": flags, "p": payload}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(blob).hexdigest()
+    return _serialised(payload, flags)[2]
+
+
+def _serialised(payload: dict[str, Any], flags: dict[str, Any]) -> tuple[RawJSON, RawJSON, str]:
+    """Payload and flags as JSON text, and the content hash over both (one serialisation)."""
+    p = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    f = orjson.dumps(flags, option=orjson.OPT_SORT_KEYS) if flags else b"{}"
+    digest = hashlib.sha256(b'{"f":' + f + b',"p":' + p + b"}").hexdigest()
+    return RawJSON(p.decode()), RawJSON(f.decode()), digest
 
 
 def record_key_of(payload: dict[str, Any], key_fields: list[str]) -> str:
@@ -114,28 +123,99 @@ def record_key_of(payload: dict[str, Any], key_fields: list[str]) -> str:
     return ":".join(str(payload[k]) for k in key_fields)
 
 
+class Outcome(NamedTuple):
+    """What validation made of one input row: cleaned values, or the problem refusing it."""
+
+    number: int
+    raw: bytes
+    cleaned: Cleaned | None
+    problem: Problem | None
+
+
+def record_id(source_id: str, key: str, version: int, digest: str) -> str:
+    """A record version's id: derived from its source, key, version and content hash."""
+    text = f"{source_id}\x1f{key}\x1f{version}\x1f{digest}".encode()
+    return "rec-" + hashlib.sha256(text).hexdigest()[:24]
+
+
+def row_outcomes(rows: list[readers.RawRow], validate: RowValidator) -> list[Outcome]:
+    """Validate rows one at a time (the reference path)."""
+    out = []
+    for row in rows:
+        if row.problem is not None or row.values is None:
+            out.append(Outcome(row.number, row.raw, None, row.problem))
+            continue
+        try:
+            out.append(Outcome(row.number, row.raw, validate(row.values), None))
+        except RowInvalid as invalid:
+            out.append(Outcome(row.number, row.raw, None, invalid.problem))
+    return out
+
+
+def block_outcomes(
+    block: columnar.Block, validate: RowValidator, definition: SourceDefinition
+) -> list[Outcome]:
+    """Validate a block as columns; rows the vector checks doubt go to the row validator."""
+    if block.table is None:
+        return row_outcomes(block.rows or [], validate)
+    table = block.table
+    checked = columnar.validate_table(table, definition)
+    doubt = checked.doubt.to_pylist()
+    columns = [a.to_pylist() for a in checked.values]
+    placeholders = {
+        n: (m.to_pylist(), checked.originals[n].to_pylist())
+        for n, m in checked.placeholders.items()
+    }
+    dropped = list(checked.dropped)
+    out = []
+    for i, values in enumerate(zip(*columns, strict=True)):
+        number = block.first_row + i
+        if doubt[i]:
+            row = {c: table[c][i].as_py() for c in table.column_names}
+            row = {c: (None if v == "" else v) for c, v in row.items()}
+            raw = block.lines[i] if block.lines else readers.json_bytes(row)
+            out.extend(row_outcomes([readers.RawRow(number, row, raw, None)], validate))
+            continue
+        flags = {
+            n: {"flag": "placeholder", "value": original[i]}
+            for n, (mask, original) in placeholders.items()
+            if mask[i]
+        }
+        raw = block.lines[i] if block.lines else b""
+        out.append(
+            Outcome(
+                number,
+                raw,
+                Cleaned(dict(zip(checked.names, values, strict=True)), flags, dropped),
+                None,
+            )
+        )
+    return out
+
+
 def _quarantine(
     plan: ChunkPlan,
     report: BatchReport,
     batch_id: str,
     source_id: str,
     where: str,
-    row: readers.RawRow,
-    problem: Problem,
+    outcome: Outcome,
     now: datetime,
 ) -> None:
+    problem = outcome.problem
+    assert problem is not None
     report.quarantined += 1
     report.quarantine_reasons[problem.reason] += 1
     plan.quarantined.append(
         {
-            "id": content_id("qr", batch_id, row.number),
+            "id": content_id("qr", batch_id, outcome.number),
             "batch_id": batch_id,
             "source_id": source_id,
-            "row_number": row.number,
+            "row_number": outcome.number,
             "field": problem.field,
             "reason": problem.reason,
-            "message": f"{where}: row {row.number}: {problem.message}",
-            "raw": row.raw,
+            "message": f"{where}: row {outcome.number}: {problem.message}",
+            "raw": outcome.raw,
             "status": "open",
             "created_at": now,
         }
@@ -143,57 +223,53 @@ def _quarantine(
 
 
 def plan_chunk(
-    chunk: list[readers.RawRow],
-    validate: RowValidator,
+    outcomes: list[Outcome],
+    key_fields: list[str],
     source_id: str,
     batch_id: str,
     where: str,
     known: Known,
     report: BatchReport,
 ) -> ChunkPlan:
-    """Decide, without writing, what each row of a chunk becomes; updates ``known``."""
+    """Decide, without writing, what each validated row becomes; updates ``known``."""
     plan, now = ChunkPlan(), utcnow()
-    for row in chunk:
+    for outcome in outcomes:
         report.read += 1
-        problem = row.problem
-        if problem is None:
-            assert row.values is not None
-            try:
-                cleaned = validate(row.values)
-            except RowInvalid as invalid:
-                problem = invalid.problem
-        if problem is not None:
-            _quarantine(plan, report, batch_id, source_id, where, row, problem, now)
+        cleaned = outcome.cleaned
+        if cleaned is None:
+            _quarantine(plan, report, batch_id, source_id, where, outcome, now)
             continue
         report.dropped_fields.update(cleaned.dropped)
-        report.flagged.update(cleaned.flags.keys())
-        key = record_key_of(cleaned.payload, validate.key_fields)
-        digest = content_hash(cleaned.payload, cleaned.flags)
+        if cleaned.flags:
+            report.flagged.update(cleaned.flags.keys())
+        key = record_key_of(cleaned.payload, key_fields)
+        payload_json, flags_json, digest = _serialised(cleaned.payload, cleaned.flags)
         previous = known.get(key)
         if previous and previous[1] == digest:
             report.unchanged += 1
             plan.unchanged.append(previous[2])
             continue
         version = previous[0] + 1 if previous else 1
-        record_id = content_id("rec", source_id, key, version, digest)
+        new_id_ = record_id(source_id, key, version, digest)
         plan.records.append(
             {
-                "id": record_id,
+                "id": new_id_,
                 "source_id": source_id,
                 "record_key": key,
                 "version": version,
                 "content_hash": digest,
-                "payload": cleaned.payload,
-                "flags": cleaned.flags,
-                "row_number": row.number,
+                "payload": payload_json,
+                "flags": flags_json,
+                "row_number": outcome.number,
                 "batch_id": batch_id,
                 "supersedes_id": previous[2] if previous else None,
                 "ingested_at": now,
             }
         )
+        plan.payloads.append(cleaned.payload)
         if previous:
             plan.superseded.append(previous[2])
-        known[key] = (version, digest, record_id)
+        known[key] = (version, digest, new_id_)
         report.loaded += 1
     return plan
 
@@ -202,41 +278,25 @@ def _latest_versions(gateway: Gateway, source_id: str, keys: list[str]) -> Known
     """For each key already stored: (latest version, its content hash, its id)."""
     if not keys:
         return {}
-    latest = (
-        select(SourceRecord.record_key, func.max(SourceRecord.version).label("v"))
-        .where(SourceRecord.source_id == source_id, SourceRecord.record_key.in_(keys))
-        .group_by(SourceRecord.record_key)
-        .subquery()
-    )
-    stmt = (
-        select(
-            SourceRecord.record_key,
-            SourceRecord.version,
-            SourceRecord.content_hash,
-            SourceRecord.id,
-        )
-        .join(
-            latest,
-            (SourceRecord.record_key == latest.c.record_key) & (SourceRecord.version == latest.c.v),
-        )
-        .where(SourceRecord.source_id == source_id)
-    )
+    stmt = select(
+        SourceRecord.record_key, SourceRecord.version, SourceRecord.content_hash, SourceRecord.id
+    ).where(SourceRecord.source_id == source_id, SourceRecord.record_key.in_(keys))
     rows = gateway.rows(
         stmt,
         SourceRecord,
         params={"source": source_id, "lookup": "latest-versions", "keys": len(keys)},
     )
-    return {r.record_key: (r.version, r.content_hash, r.id) for r in rows}
+    known: Known = {}
+    for key, version, digest, record_id_ in rows:
+        if key not in known or version > known[key][0]:
+            known[key] = (version, digest, record_id_)
+    return known
 
 
-def _chunk_keys(chunk: list[readers.RawRow], validate: RowValidator) -> list[str]:
-    keys = set()
-    for row in chunk:
-        if row.values is not None:
-            parts = [row.values.get(k) for k in validate.key_fields]
-            if all(p not in (None, "") for p in parts):
-                keys.add(":".join(str(p).strip() for p in parts))
-    return sorted(keys)
+def _outcome_keys(outcomes: list[Outcome], key_fields: list[str]) -> list[str]:
+    return sorted(
+        {record_key_of(o.cleaned.payload, key_fields) for o in outcomes if o.cleaned is not None}
+    )
 
 
 class Ingest:
@@ -264,13 +324,17 @@ class Ingest:
         """Read, validate, load, derive; return the reconciled report."""
         batch = self._start()
         report = BatchReport(batch.id, self.definition.id)
-        known: Known = {}
-        for chunk in readers.read(self.location, self.definition, chunk_rows):
-            keys = [k for k in _chunk_keys(chunk, self.validate) if k not in known]
-            known.update(_latest_versions(self.gateway, self.definition.id, keys))
+        key_fields = self.definition.key_fields
+        for block in self._blocks(chunk_rows):
+            outcomes = block_outcomes(block, self.validate, self.definition)
+            # Earlier blocks are already written, so the store answers for them too: memory
+            # holds one block, however long the input.
+            known = _latest_versions(
+                self.gateway, self.definition.id, _outcome_keys(outcomes, key_fields)
+            )
             plan = plan_chunk(
-                chunk,
-                self.validate,
+                outcomes,
+                key_fields,
                 self.definition.id,
                 batch.id,
                 str(self.location),
@@ -279,10 +343,22 @@ class Ingest:
             )
             self._write(plan, report)
             if progress:
-                progress(len(chunk))
+                progress(len(outcomes))
         self._derive(batch.id, report)
         self._finish(batch, report)
         return report
+
+    def _blocks(self, size: int) -> Iterator[columnar.Block]:
+        """The input in blocks: columnar where the format and definition allow, else rows."""
+        definition, path = self.definition, Path(self.location)
+        if columnar.vectorisable(definition) and definition.format == "csv":
+            return columnar.csv_blocks(path, definition, size)
+        if columnar.vectorisable(definition) and definition.format == "parquet":
+            return columnar.parquet_blocks(path, definition, size)
+        return (
+            columnar.Block(chunk[0].number, [], rows=chunk)
+            for chunk in readers.read(self.location, definition, size)
+        )
 
     def _start(self) -> IngestBatch:
         path = Path(self.location)
@@ -312,17 +388,12 @@ class Ingest:
             self._retire(plan.superseded)
         self.gateway.insert_rows(SourceRecord, plan.records)
         self.gateway.insert_rows(QuarantinedRow, plan.quarantined)
-        for deriver in self.derivers:
-            derived: dict[str, list[dict[str, Any]]] = {}
-            for r in plan.records:
-                for table, rows in deriver.derive(
-                    (r["id"], r["source_id"], r["payload"], r["ingested_at"])
-                ).items():
-                    derived.setdefault(table, []).extend(rows)
-            for table in deriver.tables:
-                report.derived[table] += self.gateway.insert_rows(
-                    table_model(table), derived.get(table, [])
-                )
+        for mapping in self.definition.facts:
+            tables = DERIVERS[mapping.deriver].tables if mapping.deriver else (mapping.table,)
+            derived = self._derived(mapping, plan)
+            for table in tables:
+                rows = derived.get(table, [])
+                report.derived[table] += self.gateway.insert_rows(table_model(table), rows)
         if plan.unchanged:
             now = utcnow()
             for model in self.fact_models:
@@ -332,6 +403,18 @@ class Ingest:
                     model,
                     params={"seen-again": len(plan.unchanged)},
                 )
+
+    def _derived(self, mapping: FactMapping, plan: ChunkPlan) -> dict[str, list[dict[str, Any]]]:
+        """The facts one mapping derives from a chunk's new records."""
+        if not mapping.deriver:
+            return {mapping.table: flat_rows(mapping, plan.records, plan.payloads)}
+        derived: dict[str, list[dict[str, Any]]] = {}
+        derive = DERIVERS[mapping.deriver].derive
+        for record, payload in zip(plan.records, plan.payloads, strict=True):
+            facts = derive((record["id"], record["source_id"], payload, record["ingested_at"]))
+            for table, rows in facts.items():
+                derived.setdefault(table, []).extend(rows)
+        return derived
 
     def _retire(self, record_ids: list[str]) -> None:
         for model in reversed(self.fact_models):  # children before parents
@@ -343,11 +426,7 @@ class Ingest:
             )
 
     def _derive(self, batch_id: str, report: BatchReport) -> None:
-        dialect = self.session.get_bind().dialect.name
-        for mapping, statement in fact_statements(self.definition, dialect, batch_id):
-            report.derived[mapping.table] += self.gateway.derive(
-                table_model(mapping.table), statement, batch_id=batch_id
-            )
+        """Batch-level steps after every chunk: flag addresses shared by many people."""
         if "addresses" in fact_tables(self.definition):
             report.flagged["reused-address"] += flag_reused_addresses(self.gateway)
 

@@ -11,6 +11,7 @@ idempotent and lineage is the id itself.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -115,3 +116,41 @@ def fact_tables(definition: SourceDefinition) -> list[str]:
         names = DERIVERS[mapping.deriver].tables if mapping.deriver else (mapping.table,)
         tables.extend(t for t in names if t not in tables)
     return tables
+
+
+def _parse_time(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def flat_rows(
+    mapping: FactMapping, records: list[dict[str, Any]], payloads: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The facts one flat mapping derives from new records, computed from their payloads.
+
+    Ingest uses this (the payloads are in memory already); :func:`fact_statement` is the same
+    mapping as SQL, for inspection and for deriving again from stored records. A test holds
+    the two to identical results.
+    """
+    model = table_model(mapping.table)
+    table = model.__table__
+    literals = {t: s[1:] for t, s in mapping.columns.items() if s.startswith("=")}
+    fields = {t: s for t, s in mapping.columns.items() if not s.startswith("=")}
+    required = [*mapping.require, *(s for t, s in fields.items() if not table.c[t].nullable)]
+    times = {t for t in fields if isinstance(table.c[t].type, UTCDateTime | DateTime)}
+    rows = []
+    for record, payload in zip(records, payloads, strict=True):
+        if any(payload.get(f) is None for f in required):
+            continue
+        row = {
+            "id": f"{record['id']}/{mapping.suffix}",
+            "source_record_id": record["id"],
+            "source_id": record["source_id"],
+            "first_seen_at": record["ingested_at"],
+            "last_seen_at": record["ingested_at"],
+            **literals,
+        }
+        for target, source in fields.items():
+            value = payload.get(source)
+            row[target] = _parse_time(value) if target in times else value
+        rows.append(row)
+    return rows

@@ -26,7 +26,7 @@ from immigrationos.core.errors import ValidationFailed
 from immigrationos.sources.definition import SourceDefinition
 from immigrationos.sources.validate import Problem
 
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 25_000
 #: Longest CSV field the parser accepts before it reports the row (validators set the limits
 #: that matter; this only bounds memory on a runaway quote).
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
@@ -54,7 +54,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json_bytes(values: dict[str, Any]) -> bytes:
+def json_bytes(values: dict[str, Any]) -> bytes:
     return json.dumps(values, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8")
 
 
@@ -69,7 +69,7 @@ def _chunks(rows: Iterator[RawRow], size: int) -> Iterator[list[RawRow]]:
         yield chunk
 
 
-def _check_header(path: Path, header: list[str], definition: SourceDefinition) -> None:
+def check_header(path: Path, header: list[str], definition: SourceDefinition) -> None:
     expected = [f for f in definition.key_fields if f not in definition.derived_fields]
     missing = [f for f in expected if f not in header]
     if not missing:
@@ -125,7 +125,7 @@ def read_csv(
             header = [h.strip().lstrip("\ufeff") for h in next(reader)]
         except StopIteration:
             raise ValidationFailed(f"{path}: empty file, no header row") from None
-        _check_header(path, header, definition)
+        check_header(path, header, definition)
         consumed.clear()
         yield from _chunks(_csv_rows(reader, consumed, header, encoding), chunk_rows)
 
@@ -223,7 +223,7 @@ def read_parquet(
         for row in batch.to_pylist():
             number += 1
             values = {k: _plain(v) for k, v in row.items()}
-            chunk.append(RawRow(number, values, _json_bytes(values), None))
+            chunk.append(RawRow(number, values, json_bytes(values), None))
         yield chunk
 
 
@@ -257,7 +257,7 @@ def read_postgresql(
             for row in rows:
                 number += 1
                 values = {k: _plain(v) for k, v in row.items()}
-                chunk.append(RawRow(number, values, _json_bytes(values), None))
+                chunk.append(RawRow(number, values, json_bytes(values), None))
             yield chunk
 
 
@@ -274,3 +274,19 @@ def read(
     if not path.is_file():
         raise ValidationFailed(f"{path}: no such file")
     return FILE_READERS[definition.format](path, definition, chunk_rows)
+
+
+def csv_rows_from_lines(
+    lines: list[bytes], header: list[str], definition: SourceDefinition, first: int
+) -> Iterator[RawRow]:
+    """Parse a block of CSV lines (no header) row by row, numbering rows from ``first``."""
+    consumed: list[bytes] = []
+
+    def decoded() -> Iterator[str]:
+        for line in lines:
+            consumed.append(line)
+            yield line.decode(definition.encoding, "surrogateescape")
+
+    reader = csv.reader(decoded(), delimiter=definition.delimiter)
+    for row in _csv_rows(reader, consumed, header, definition.encoding):
+        yield row._replace(number=row.number + first - 1)

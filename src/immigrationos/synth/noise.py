@@ -243,7 +243,6 @@ class Noiser:
             out[ident.document[0]][m & (which == "document")] = PLACEHOLDER_DOCUMENT
         labels.mark(m, "placeholder")
 
-
     def _malformed(self, out: dict[str, np.ndarray], labels: Labels) -> None:
         """Values a source system should never send and ingest must quarantine, not load."""
         n = len(out["given_name"])
@@ -253,7 +252,8 @@ class Noiser:
         as_code = m & (self.rng.random(n) < 0.5) if "sex" in out else np.zeros(n, dtype=bool)
         as_formula = m & ~as_code
         out["family_name"][as_formula] = np.char.add(
-            "=", out["family_name"][as_formula].astype(str)).astype(object)
+            "=", out["family_name"][as_formula].astype(str)
+        ).astype(object)
         if "sex" in out:
             sex = out["sex"].astype(object)
             sex[as_code] = "U"
