@@ -17,40 +17,106 @@ from immigrationos.sources import columnar
 from immigrationos.sources.definition import SourceDefinition
 from immigrationos.sources.validate import RowInvalid, RowValidator
 
-DEFINITION = SourceDefinition.model_validate({
-    "id": "mixed", "name": "Every field type", "format": "csv", "record_key": "key",
-    "fields": {
-        "key": {"type": "string", "required": True, "pattern": r"[A-Z]\d{3}"},
-        "family_name": "name", "given_name": {"type": "name", "max_length": 12},
-        "birth_date": "date", "issued": {"type": "date", "formats": ["%d/%m/%Y"]},
-        "sex": {"type": "code", "codes": ["M", "F", "X"]},
-        "status": {"type": "code", "codes": {"1": "pending", "2": "granted"}},
-        "nationality": "country", "a_number": "a_number", "count": "integer",
-        "seen_at": "timestamp", "note": {"type": "string", "required": True},
-    },
-    "agreement": {"legal_authority": "Synthetic test authority", "retention_days": 1,
-                  "permitted_purposes": ["data-integration"],
-                  "allowed_fields": ["key", "family_name", "given_name", "birth_date", "issued",
-                                     "sex", "status", "nationality", "a_number", "count",
-                                     "seen_at", "note"]},
-})
+DEFINITION = SourceDefinition.model_validate(
+    {
+        "id": "mixed",
+        "name": "Every field type",
+        "format": "csv",
+        "record_key": "key",
+        "fields": {
+            "key": {"type": "string", "required": True, "pattern": r"[A-Z]\d{3}"},
+            "family_name": "name",
+            "given_name": {"type": "name", "max_length": 12},
+            "birth_date": "date",
+            "issued": {"type": "date", "formats": ["%d/%m/%Y"]},
+            "sex": {"type": "code", "codes": ["M", "F", "X"]},
+            "status": {"type": "code", "codes": {"1": "pending", "2": "granted"}},
+            "nationality": "country",
+            "a_number": "a_number",
+            "count": "integer",
+            "seen_at": "timestamp",
+            "note": {"type": "string", "required": True},
+        },
+        "agreement": {
+            "legal_authority": "Synthetic test authority",
+            "retention_days": 1,
+            "permitted_purposes": ["data-integration"],
+            "allowed_fields": [
+                "key",
+                "family_name",
+                "given_name",
+                "birth_date",
+                "issued",
+                "sex",
+                "status",
+                "nationality",
+                "a_number",
+                "count",
+                "seen_at",
+                "note",
+            ],
+        },
+    }
+)
 VALIDATOR = RowValidator(DEFINITION)
 
-tricky = st.sampled_from([
-    "", " ", "NA", "na na", "UNKNOWN", "XXX", "1900-01-01", "=SUM(A1)", "+1", "-x", "-5", "@a",
-    "\u00a0José\u00a0", "  Ana  María ", "A12345678", "012-345-678", "A000000000", "USA", "usa",
-    "U", "M", "1", "3", "2023-02-30", "2024-02-29", "2023-1-5", "31/12/2020", "30/02/2021",
-    "2000-02-06T11:14:54Z", "2000-02-06T11:14:54.5Z", "2000-02-30T11:14:54Z",
-    "2000-02-06T11:14:54+02:00", "1899-12-31", "2101-01-01", "٣", "1_000", "007", "A123",
-    "a\x00b", "x" * 13, "B999", "\tT", "Nguyễn", "O'Brien", "ß",
-])
+tricky = st.sampled_from(
+    [
+        "",
+        " ",
+        "NA",
+        "na na",
+        "UNKNOWN",
+        "XXX",
+        "1900-01-01",
+        "=SUM(A1)",
+        "+1",
+        "-x",
+        "-5",
+        "@a",
+        "\u00a0José\u00a0",
+        "  Ana  María ",
+        "A12345678",
+        "012-345-678",
+        "A000000000",
+        "USA",
+        "usa",
+        "U",
+        "M",
+        "1",
+        "3",
+        "2023-02-30",
+        "2024-02-29",
+        "2023-1-5",
+        "31/12/2020",
+        "30/02/2021",
+        "2000-02-06T11:14:54Z",
+        "2000-02-06T11:14:54.5Z",
+        "2000-02-30T11:14:54Z",
+        "2000-02-06T11:14:54+02:00",
+        "1899-12-31",
+        "2101-01-01",
+        "٣",
+        "1_000",
+        "007",
+        "A123",
+        "a\x00b",
+        "x" * 13,
+        "B999",
+        "\tT",
+        "Nguyễn",
+        "O'Brien",
+        "ß",
+    ]
+)
 value = st.one_of(tricky, st.text(max_size=14), st.none())
 row_strategy = st.fixed_dictionaries({name: value for name in DEFINITION.fields})
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.table({name: pa.array([r[name] for r in rows], pa.string())
-                     for name in DEFINITION.fields})
+    return pa.table(
+        {name: pa.array([r[name] for r in rows], pa.string()) for name in DEFINITION.fields}
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -166,8 +166,9 @@ def test_every_shipped_definition_is_valid_and_tax_data_is_investigation_only() 
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_impossible_dates_are_quarantined_on_every_path(runtime: Runtime, tmp_path: Path,
-                                                        fmt: str) -> None:
+def test_impossible_dates_are_quarantined_on_every_path(
+    runtime: Runtime, tmp_path: Path, fmt: str
+) -> None:
     """The columnar path (CSV) and the row path (JSON Lines) refuse the same dates."""
     _register(runtime, _definition(fmt))
     dates = ["2023-02-30", "2023-04-31", "2023-13-01", "2024-02-29", "2023-1-5"]
@@ -175,8 +176,12 @@ def test_impossible_dates_are_quarantined_on_every_path(runtime: Runtime, tmp_pa
         path = _write_csv(tmp_path / "a.csv", [f"{i},N,{d},x" for i, d in enumerate(dates)])
     else:
         path = tmp_path / "a.jsonl"
-        path.write_text("".join(json.dumps({"rid": str(i), "name": "N", "dob": d}) + "\n"
-                                for i, d in enumerate(dates)))
+        path.write_text(
+            "".join(
+                json.dumps({"rid": str(i), "name": "N", "dob": d}) + "\n"
+                for i, d in enumerate(dates)
+            )
+        )
     report = _ingest(runtime, path)
     assert (report.loaded, report.quarantined) == (1, 4)
     assert report.quarantine_reasons == {"date": 4}

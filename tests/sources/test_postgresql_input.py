@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from tests.conftest import PG_URL, _pg_admin, require_postgres
 
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
@@ -18,7 +19,6 @@ from immigrationos.sources.ingest import ingest_file
 from immigrationos.sources.models import QuarantinedRow, SourceRecord
 from immigrationos.sources.registry import register
 from immigrationos.store.engine import transaction
-from tests.conftest import PG_URL, _pg_admin, require_postgres
 
 CTX = system_context(Purpose.DATA_INTEGRATION, "postgresql input test")
 
@@ -32,11 +32,14 @@ def source_dsn() -> Iterator[str]:
     dsn = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA agency")
-        conn.execute("CREATE TABLE agency.people (rid text, family_name text, birth_date date,"
-                     " sex text)")
-        conn.execute("INSERT INTO agency.people SELECT 'r' || g, 'Name' || g, "
-                     "DATE '1980-01-01' + g, CASE WHEN g % 500 = 0 THEN 'U' ELSE 'F' END "
-                     "FROM generate_series(1, 12000) AS g")
+        conn.execute(
+            "CREATE TABLE agency.people (rid text, family_name text, birth_date date, sex text)"
+        )
+        conn.execute(
+            "INSERT INTO agency.people SELECT 'r' || g, 'Name' || g, "
+            "DATE '1980-01-01' + g, CASE WHEN g % 500 = 0 THEN 'U' ELSE 'F' END "
+            "FROM generate_series(1, 12000) AS g"
+        )
     try:
         yield dsn
     finally:
@@ -44,22 +47,36 @@ def source_dsn() -> Iterator[str]:
 
 
 def _definition(**where: str) -> SourceDefinition:
-    return SourceDefinition.model_validate({
-        "id": "agency_people", "name": "Agency people", "format": "postgresql", **where,
-        "record_key": "rid",
-        "fields": {"rid": "string", "family_name": "name", "birth_date": "date",
-                   "sex": {"type": "code", "codes": ["M", "F", "X"]}},
-        "agreement": {"legal_authority": "Synthetic test authority for a database source",
-                      "permitted_purposes": ["case-processing"],
-                      "allowed_fields": ["rid", "family_name", "birth_date", "sex"],
-                      "retention_days": 30},
-    })
+    return SourceDefinition.model_validate(
+        {
+            "id": "agency_people",
+            "name": "Agency people",
+            "format": "postgresql",
+            **where,
+            "record_key": "rid",
+            "fields": {
+                "rid": "string",
+                "family_name": "name",
+                "birth_date": "date",
+                "sex": {"type": "code", "codes": ["M", "F", "X"]},
+            },
+            "agreement": {
+                "legal_authority": "Synthetic test authority for a database source",
+                "permitted_purposes": ["case-processing"],
+                "allowed_fields": ["rid", "family_name", "birth_date", "sex"],
+                "retention_days": 30,
+            },
+        }
+    )
 
 
-@pytest.mark.parametrize("where", [{"table": "agency.people"},
-                                   {"query": "SELECT * FROM agency.people WHERE rid <> 'r1'"}])
-def test_a_table_or_query_ingests_in_chunks(runtime: Runtime, source_dsn: str,
-                                            where: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "where",
+    [{"table": "agency.people"}, {"query": "SELECT * FROM agency.people WHERE rid <> 'r1'"}],
+)
+def test_a_table_or_query_ingests_in_chunks(
+    runtime: Runtime, source_dsn: str, where: dict[str, str]
+) -> None:
     with transaction(runtime.sessions) as session:
         register(session, _definition(**where), CTX)
     with unit_of_work(runtime.sessions, CTX) as gw:
@@ -81,7 +98,13 @@ def test_an_unreachable_database_is_a_clear_error(runtime: Runtime) -> None:
 
     with transaction(runtime.sessions) as session:
         register(session, _definition(table="agency.people"), CTX)
-    with pytest.raises(ValidationFailed, match="cannot connect"), \
-            unit_of_work(runtime.sessions, CTX) as gw:
-        ingest_file(gw.session, gw, "agency_people",
-                    "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with (
+        pytest.raises(ValidationFailed, match="cannot connect"),
+        unit_of_work(runtime.sessions, CTX) as gw,
+    ):
+        ingest_file(
+            gw.session,
+            gw,
+            "agency_people",
+            "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+        )

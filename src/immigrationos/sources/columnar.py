@@ -270,7 +270,7 @@ def _country_checks(raw: pa.Array, _spec: FieldSpec) -> Checked:
 def _a_number_checks(raw: pa.Array, _spec: FieldSpec) -> Checked:
     text = pc.replace_substring_regex(pc.utf8_upper(pc.utf8_trim_whitespace(raw)), r"[- ]", "")
     text = _blank_to_null(text)
-    digits = pc.extract_regex(text, r"^A?(?P<d>\d{8,9})$").field("d")
+    digits = pc.struct_field(pc.extract_regex(text, r"^A?(?P<d>[0-9]{8,9})$"), "d")
     padded = pc.binary_join_element_wise("A", pc.utf8_lpad(digits, width=9, padding="0"), "")
     placeholder = _any(
         pc.is_in(text, value_set=pa.array(sorted(PLACEHOLDER_TEXT))), pc.equal(padded, "A000000000")

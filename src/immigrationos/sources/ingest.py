@@ -230,9 +230,16 @@ def plan_chunk(
     where: str,
     known: Known,
     report: BatchReport,
+    seen: dict[str, str] | None = None,
 ) -> ChunkPlan:
-    """Decide, without writing, what each validated row becomes; updates ``known``."""
+    """Decide, without writing, what each validated row becomes; updates ``known``.
+
+    ``seen`` (record key -> content hash of its first row in this input) spans the blocks of
+    one batch: a later row with the same key and other values is quarantined as
+    ``duplicate-key``; loading it would make a new version at every re-run of the same file.
+    """
     plan, now = ChunkPlan(), utcnow()
+    seen = {} if seen is None else seen
     for outcome in outcomes:
         report.read += 1
         cleaned = outcome.cleaned
@@ -244,6 +251,15 @@ def plan_chunk(
             report.flagged.update(cleaned.flags.keys())
         key = record_key_of(cleaned.payload, key_fields)
         payload_json, flags_json, digest = _serialised(cleaned.payload, cleaned.flags)
+        if seen.setdefault(key, digest) != digest:
+            problem = Problem(
+                "duplicate-key",
+                key_fields[0],
+                f"record key {key!r} appears earlier in this input with other values",
+            )
+            duplicate = outcome._replace(problem=problem)
+            _quarantine(plan, report, batch_id, source_id, where, duplicate, now)
+            continue
         previous = known.get(key)
         if previous and previous[1] == digest:
             report.unchanged += 1
@@ -325,6 +341,7 @@ class Ingest:
         batch = self._start()
         report = BatchReport(batch.id, self.definition.id)
         key_fields = self.definition.key_fields
+        seen: dict[str, str] = {}
         for block in self._blocks(chunk_rows):
             outcomes = block_outcomes(block, self.validate, self.definition)
             # Earlier blocks are already written, so the store answers for them too: memory
@@ -340,6 +357,7 @@ class Ingest:
                 str(self.location),
                 known,
                 report,
+                seen,
             )
             self._write(plan, report)
             if progress:

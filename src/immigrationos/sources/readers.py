@@ -187,6 +187,10 @@ def read_jsonl(
     return _chunks(rows(), chunk_rows)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _json_row(number: int, line: bytes, encoding: str) -> RawRow:
     try:
         text = line.decode(encoding)
@@ -203,11 +207,14 @@ def _json_row(number: int, line: bytes, encoding: str) -> RawRow:
             ),
         )
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         return RawRow(
             number, None, line, Problem("json", None, f"not JSON: {exc.msg} at column {exc.colno}")
         )
+    except (ValueError, RecursionError) as exc:  # huge integers, NaN, nesting too deep
+        message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        return RawRow(number, None, line, Problem("json", None, f"not loadable JSON: {message}"))
     if not isinstance(value, dict):
         return RawRow(number, None, line, Problem("json", None, "not a JSON object"))
     return RawRow(number, value, line, None)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from immigrationos.sources.definition import FieldSpec, SourceDefinition, SplitName
 
 #: Values that mean "unknown" in any text field (compared upper-cased, spaces collapsed).
@@ -29,7 +31,7 @@ PLACEHOLDER_TEXT = frozenset(
 PLACEHOLDER_DATES = frozenset({"1900-01-01", "1899-12-31", "0001-01-01", "9999-12-31"})
 PLACEHOLDER_COUNTRIES = frozenset({"XXX", "UNK", "ZZZ", "XXA"})
 FORMULA_START = frozenset("=+@\t\r")
-_A_NUMBER = re.compile(r"A?(\d{8,9})")
+_A_NUMBER = re.compile(r"A?([0-9]{8,9})")
 _COUNTRY = re.compile(r"[A-Z]{3}")
 _SPACES = re.compile(r"\s+")
 
@@ -79,14 +81,14 @@ def _text(spec: FieldSpec) -> Check:
                 ) from None
         if "\x00" in text:
             raise Invalid("control-characters", "contains a NUL character")
+        folded = _SPACES.sub(" ", text.upper())
+        if folded in PLACEHOLDER_TEXT or folded in extra:
+            raise Placeholder
         first = text[0]
         if first in FORMULA_START or (first == "-" and len(text) > 1 and not text[1].isdigit()):
             raise Invalid(
                 "formula", f"starts with {first!r}: spreadsheet formulas are not accepted as data"
             )
-        folded = _SPACES.sub(" ", text.upper())
-        if folded in PLACEHOLDER_TEXT or folded in extra:
-            raise Placeholder
         if pattern is not None and not pattern.fullmatch(text):
             raise Invalid("format", f"{text!r} does not match {pattern.pattern}")
         return text
@@ -155,7 +157,10 @@ def _timestamp(_spec: FieldSpec) -> Check:
                 moment = datetime.fromisoformat(text)
             except ValueError:
                 raise Invalid("timestamp", f"{text!r} is not an ISO 8601 timestamp") from None
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        try:
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except OverflowError:
+            raise Invalid("timestamp", f"{str(value)!r} is outside UTC's calendar") from None
         return moment.isoformat()
 
     return check
@@ -166,14 +171,18 @@ def _integer(_spec: FieldSpec) -> Check:
         if isinstance(value, bool):
             raise Invalid("integer", f"{value!r} is not a whole number")
         if isinstance(value, int):
-            return value
-        text = str(value).strip()
-        if not text:
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            raise Invalid("integer", f"{text!r} is not a whole number") from None
+            number = value
+        else:
+            text = str(value).strip()
+            if not text:
+                return None
+            try:
+                number = int(text)
+            except ValueError:
+                raise Invalid("integer", f"{text!r} is not a whole number") from None
+        if not -(2**63) <= number < 2**63:
+            raise Invalid("integer", f"{number} is outside the 64-bit range")
+        return number
 
     return check
 
@@ -211,11 +220,12 @@ def _country(_spec: FieldSpec) -> Check:
 
 def _a_number(_spec: FieldSpec) -> Check:
     def check(value: Any) -> Any:
-        text = str(value).strip().upper().replace("-", "").replace(" ", "")
-        if not text:
+        folded = _SPACES.sub(" ", str(value).strip().upper())
+        if not folded:
             return None
-        if text in PLACEHOLDER_TEXT:
+        if folded in PLACEHOLDER_TEXT:
             raise Placeholder
+        text = folded.replace("-", "").replace(" ", "")
         match = _A_NUMBER.fullmatch(text)
         if match is None:
             raise Invalid("a-number", f"{value!r} is not an A-number (A + 8 or 9 digits)")
@@ -227,16 +237,26 @@ def _a_number(_spec: FieldSpec) -> Check:
     return check
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _nested(_spec: FieldSpec) -> Check:
     def check(value: Any) -> Any:
         if isinstance(value, list | dict):
-            return value
+            parsed = value
+        else:
+            try:
+                parsed = json.loads(value, parse_constant=_no_constant)
+            except (TypeError, ValueError, RecursionError):
+                raise Invalid("nested", "expected a JSON list or object") from None
+            if not isinstance(parsed, list | dict):
+                raise Invalid("nested", "expected a JSON list or object")
         try:
-            parsed = json.loads(value)
-        except (TypeError, ValueError):
-            raise Invalid("nested", "expected a JSON list or object") from None
-        if not isinstance(parsed, list | dict):
-            raise Invalid("nested", "expected a JSON list or object")
+            orjson.dumps(parsed)
+            json.dumps(parsed, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+            raise Invalid("nested", f"not storable as JSON: {exc}") from None
         return parsed
 
     return check
