@@ -20,7 +20,8 @@ from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.runtime import Runtime, open_runtime
 from immigrationos.sources.definition import shipped_definitions
-from immigrationos.sources.ingest import BatchReport, ingest_file
+from immigrationos.sources.ingest import ingest_file
+from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import register
 from immigrationos.store.engine import transaction
 from immigrationos.synth import NoiseConfig, WorldConfig, generate_world

@@ -16,8 +16,9 @@ from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.runtime import Runtime
 from immigrationos.sources.definition import SourceDefinition, shipped_definitions
-from immigrationos.sources.ingest import BatchReport, ingest_file
+from immigrationos.sources.ingest import ingest_file
 from immigrationos.sources.models import DataSharingAgreement, QuarantinedRow, SourceRecord
+from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import register
 from immigrationos.store.engine import transaction
 

@@ -35,8 +35,9 @@ from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.runtime import Runtime, open_runtime
 from immigrationos.sources.definition import SourceDefinition
-from immigrationos.sources.ingest import BatchReport, ingest_file
+from immigrationos.sources.ingest import ingest_file
 from immigrationos.sources.models import QuarantinedRow, SourceRecord
+from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import register
 from immigrationos.sources.validate import (
     FORMULA_START,

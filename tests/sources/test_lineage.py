@@ -22,7 +22,7 @@ from immigrationos.gateway.purposes import Purpose
 from immigrationos.persons.models import Identifier, Person, RecordLink
 from immigrationos.runtime import Runtime, open_runtime
 from immigrationos.sources.definition import SourceDefinition
-from immigrationos.sources.ingest import BatchReport, ingest_file
+from immigrationos.sources.ingest import ingest_file
 from immigrationos.sources.lineage import (
     CONSTANT,
     NOT_MAPPED,
@@ -36,6 +36,7 @@ from immigrationos.sources.lineage import (
     person_lineage,
 )
 from immigrationos.sources.models import SourceRecord
+from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import register
 from immigrationos.store.engine import transaction
 

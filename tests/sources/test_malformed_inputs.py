@@ -18,8 +18,9 @@ from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.runtime import Runtime
 from immigrationos.sources.definition import SourceDefinition
-from immigrationos.sources.ingest import BatchReport, ingest_file
+from immigrationos.sources.ingest import ingest_file
 from immigrationos.sources.models import IngestBatch, QuarantinedRow, SourceRecord
+from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import register
 from immigrationos.store.engine import transaction
 

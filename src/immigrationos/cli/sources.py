@@ -14,9 +14,10 @@ from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.sources import quarantine
 from immigrationos.sources.definition import load_definition
-from immigrationos.sources.ingest import BatchReport, definition_of, ingest_file
+from immigrationos.sources.ingest import definition_of, ingest_file
 from immigrationos.sources.mapping import fact_statements
 from immigrationos.sources.models import IngestBatch, Source
+from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import agreement_in_force, register
 from immigrationos.store.engine import transaction
 

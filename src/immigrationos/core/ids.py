@@ -10,6 +10,7 @@ import hashlib
 import json
 import uuid
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -33,6 +34,15 @@ def sha256_hex(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def content_id(prefix: str, *parts: Any, length: int = 24) -> str:

@@ -1,32 +1,28 @@
 """Ingest a source's input into versioned source records, quarantine, and ontology facts.
 
-The pipeline, per chunk of rows (bounded memory):
+The pipeline, per block of rows (memory bounded by the block, not the file):
 
-1. read: every row with its number and original bytes (:mod:`.readers`);
-2. validate and clean against the definition (:mod:`.validate`); a refused row goes to the
-   quarantine table with its reason, message and original bytes: nothing is dropped;
-3. plan: a content-derived id per row; an unchanged row is recognised and skipped, a changed
-   row becomes the next version pointing at the one it supersedes (:func:`plan_chunk`, pure);
-4. write the records, quarantine the rest, run the nested-record derivers, retire the facts of
-   superseded versions, and mark facts of unchanged rows as seen again.
+1. read: Arrow columns for CSV and Parquet where the fast path can take the block
+   (:mod:`.columnar`), else rows with their numbers and original bytes (:mod:`.readers`);
+2. validate and clean against the definition (vector checks, with the row validator of
+   :mod:`.validate` as the authority); a refused row is quarantined with its reason, message
+   and original bytes: nothing is dropped;
+3. plan (:mod:`.plan`, pure): a content-derived id per row; an unchanged row is recognised,
+   a changed row becomes the next version pointing at the one it supersedes;
+4. write: records, quarantine rows and the facts the new records imply, at driver speed;
+   facts of superseded versions retired, facts of unchanged rows marked seen again.
 
-After the last chunk, each flat fact mapping runs as one SQL statement over the batch
-(:mod:`.mapping`), and post-steps flag addresses reused by many people. Every write passes
-the gateway and is audited. The batch report always reconciles:
+After the last block, addresses shared by many people are flagged. Every write passes the
+gateway and is audited. The batch report always reconciles:
 ``read == loaded + unchanged + quarantined``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -34,7 +30,7 @@ from immigrationos.audit.chain import emit
 from immigrationos.audit.events import BatchIngested
 from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import NotFound, ValidationFailed
-from immigrationos.core.ids import content_id, new_id
+from immigrationos.core.ids import file_sha256, new_id
 from immigrationos.facts.models import Address
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import Identifier
@@ -49,245 +45,22 @@ from immigrationos.sources.models import (
     Source,
     SourceRecord,
 )
+from immigrationos.sources.plan import (
+    BatchReport,
+    ChunkPlan,
+    Known,
+    Outcome,
+    block_outcomes,
+    plan_chunk,
+    record_key_of,
+)
 from immigrationos.sources.registry import agreement_in_force
-from immigrationos.sources.validate import Cleaned, Problem, RowInvalid, RowValidator
-from immigrationos.store.bulk import RawJSON
+from immigrationos.sources.validate import RowValidator
 
 Progress = Callable[[int], None]
 #: An address shared by more distinct people than this is flagged (a mail drop, a shelter,
 #: a placeholder) and never used as evidence of where one of them lives.
 REUSED_ADDRESS_THRESHOLD = 20
-
-
-@dataclass
-class BatchReport:
-    """What one ingest did; ``read == loaded + unchanged + quarantined`` always."""
-
-    batch_id: str
-    source_id: str
-    read: int = 0
-    loaded: int = 0
-    unchanged: int = 0
-    quarantined: int = 0
-    quarantine_reasons: Counter[str] = field(default_factory=Counter)
-    dropped_fields: Counter[str] = field(default_factory=Counter)
-    flagged: Counter[str] = field(default_factory=Counter)
-    derived: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def reconciles(self) -> bool:
-        """The invariant every batch must satisfy."""
-        return self.read == self.loaded + self.unchanged + self.quarantined
-
-
-@dataclass
-class ChunkPlan:
-    """What one chunk will write: new record versions, quarantine rows, and what they touch."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    payloads: list[dict[str, Any]] = field(default_factory=list)
-    quarantined: list[dict[str, Any]] = field(default_factory=list)
-    superseded: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-
-
-Known = dict[str, tuple[int, str, str]]  # record key → (latest version, content hash, id)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def content_hash(payload: dict[str, Any], flags: dict[str, Any]) -> str:
-    """The hash a record version is known by: its cleaned values and what was set aside."""
-    return _serialised(payload, flags)[2]
-
-
-def _serialised(payload: dict[str, Any], flags: dict[str, Any]) -> tuple[RawJSON, RawJSON, str]:
-    """Payload and flags as JSON text, and the content hash over both (one serialisation)."""
-    p = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    f = orjson.dumps(flags, option=orjson.OPT_SORT_KEYS) if flags else b"{}"
-    digest = hashlib.sha256(b'{"f":' + f + b',"p":' + p + b"}").hexdigest()
-    return RawJSON(p.decode()), RawJSON(f.decode()), digest
-
-
-def record_key_of(payload: dict[str, Any], key_fields: list[str]) -> str:
-    """A row's record key (composite keys joined with ':')."""
-    if len(key_fields) == 1:
-        return str(payload[key_fields[0]])
-    return ":".join(str(payload[k]) for k in key_fields)
-
-
-class Outcome(NamedTuple):
-    """What validation made of one input row: cleaned values, or the problem refusing it."""
-
-    number: int
-    raw: bytes
-    cleaned: Cleaned | None
-    problem: Problem | None
-
-
-def record_id(source_id: str, key: str, version: int, digest: str) -> str:
-    """A record version's id: derived from its source, key, version and content hash."""
-    text = f"{source_id}\x1f{key}\x1f{version}\x1f{digest}".encode()
-    return "rec-" + hashlib.sha256(text).hexdigest()[:24]
-
-
-def row_outcomes(rows: list[readers.RawRow], validate: RowValidator) -> list[Outcome]:
-    """Validate rows one at a time (the reference path)."""
-    out = []
-    for row in rows:
-        if row.problem is not None or row.values is None:
-            out.append(Outcome(row.number, row.raw, None, row.problem))
-            continue
-        try:
-            out.append(Outcome(row.number, row.raw, validate(row.values), None))
-        except RowInvalid as invalid:
-            out.append(Outcome(row.number, row.raw, None, invalid.problem))
-    return out
-
-
-def block_outcomes(
-    block: columnar.Block, validate: RowValidator, definition: SourceDefinition
-) -> list[Outcome]:
-    """Validate a block as columns; rows the vector checks doubt go to the row validator."""
-    if block.table is None:
-        return row_outcomes(block.rows or [], validate)
-    table = block.table
-    checked = columnar.validate_table(table, definition)
-    doubt = checked.doubt.to_pylist()
-    columns = [a.to_pylist() for a in checked.values]
-    placeholders = {
-        n: (m.to_pylist(), checked.originals[n].to_pylist())
-        for n, m in checked.placeholders.items()
-    }
-    dropped = list(checked.dropped)
-    out = []
-    for i, values in enumerate(zip(*columns, strict=True)):
-        number = block.first_row + i
-        if doubt[i]:
-            row = {c: table[c][i].as_py() for c in table.column_names}
-            row = {c: (None if v == "" else v) for c, v in row.items()}
-            raw = block.lines[i] if block.lines else readers.json_bytes(row)
-            out.extend(row_outcomes([readers.RawRow(number, row, raw, None)], validate))
-            continue
-        flags = {
-            n: {"flag": "placeholder", "value": original[i]}
-            for n, (mask, original) in placeholders.items()
-            if mask[i]
-        }
-        raw = block.lines[i] if block.lines else b""
-        out.append(
-            Outcome(
-                number,
-                raw,
-                Cleaned(dict(zip(checked.names, values, strict=True)), flags, dropped),
-                None,
-            )
-        )
-    return out
-
-
-def _quarantine(
-    plan: ChunkPlan,
-    report: BatchReport,
-    batch_id: str,
-    source_id: str,
-    where: str,
-    outcome: Outcome,
-    now: datetime,
-) -> None:
-    problem = outcome.problem
-    assert problem is not None
-    report.quarantined += 1
-    report.quarantine_reasons[problem.reason] += 1
-    plan.quarantined.append(
-        {
-            "id": content_id("qr", batch_id, outcome.number),
-            "batch_id": batch_id,
-            "source_id": source_id,
-            "row_number": outcome.number,
-            "field": problem.field,
-            "reason": problem.reason,
-            "message": f"{where}: row {outcome.number}: {problem.message}",
-            "raw": outcome.raw,
-            "status": "open",
-            "created_at": now,
-        }
-    )
-
-
-def plan_chunk(
-    outcomes: list[Outcome],
-    key_fields: list[str],
-    source_id: str,
-    batch_id: str,
-    where: str,
-    known: Known,
-    report: BatchReport,
-    seen: dict[str, str] | None = None,
-) -> ChunkPlan:
-    """Decide, without writing, what each validated row becomes; updates ``known``.
-
-    ``seen`` (record key -> content hash of its first row in this input) spans the blocks of
-    one batch: a later row with the same key and other values is quarantined as
-    ``duplicate-key``; loading it would make a new version at every re-run of the same file.
-    """
-    plan, now = ChunkPlan(), utcnow()
-    seen = {} if seen is None else seen
-    for outcome in outcomes:
-        report.read += 1
-        cleaned = outcome.cleaned
-        if cleaned is None:
-            _quarantine(plan, report, batch_id, source_id, where, outcome, now)
-            continue
-        report.dropped_fields.update(cleaned.dropped)
-        if cleaned.flags:
-            report.flagged.update(cleaned.flags.keys())
-        key = record_key_of(cleaned.payload, key_fields)
-        payload_json, flags_json, digest = _serialised(cleaned.payload, cleaned.flags)
-        if seen.setdefault(key, digest) != digest:
-            problem = Problem(
-                "duplicate-key",
-                key_fields[0],
-                f"record key {key!r} appears earlier in this input with other values",
-            )
-            duplicate = outcome._replace(problem=problem)
-            _quarantine(plan, report, batch_id, source_id, where, duplicate, now)
-            continue
-        previous = known.get(key)
-        if previous and previous[1] == digest:
-            report.unchanged += 1
-            plan.unchanged.append(previous[2])
-            continue
-        version = previous[0] + 1 if previous else 1
-        new_id_ = record_id(source_id, key, version, digest)
-        plan.records.append(
-            {
-                "id": new_id_,
-                "source_id": source_id,
-                "record_key": key,
-                "version": version,
-                "content_hash": digest,
-                "payload": payload_json,
-                "flags": flags_json,
-                "row_number": outcome.number,
-                "batch_id": batch_id,
-                "supersedes_id": previous[2] if previous else None,
-                "ingested_at": now,
-            }
-        )
-        plan.payloads.append(cleaned.payload)
-        if previous:
-            plan.superseded.append(previous[2])
-        known[key] = (version, digest, new_id_)
-        report.loaded += 1
-    return plan
 
 
 def _latest_versions(gateway: Gateway, source_id: str, keys: list[str]) -> Known:

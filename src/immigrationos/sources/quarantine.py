@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from immigrationos.gateway.core import Gateway
-from immigrationos.sources.ingest import BatchReport, definition_of, ingest_file
+from immigrationos.sources.ingest import definition_of, ingest_file
 from immigrationos.sources.models import IngestBatch, QuarantinedRow
+from immigrationos.sources.plan import BatchReport
 
 #: What each reason code means and what usually fixes it.
 REASONS: dict[str, str] = {
@@ -43,6 +44,8 @@ REASONS: dict[str, str] = {
     "nested": "expected a JSON list or object",
     "required": "a required field is empty",
     "missing-key": "a record-key field is empty",
+    "duplicate-key": "the same record key appears earlier in this input with other content; "
+    "the source should send one row per key",
 }
 
 

@@ -7,7 +7,6 @@ timestamps anywhere, and JSON with a fixed key order and separators.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from immigrationos.core.ids import file_sha256
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
 
@@ -113,17 +114,9 @@ class WorldSummary:
         }
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def summarize(out_dir: Path, rel: str, fmt: str, rows: int) -> FileSummary:
     path = out_dir / rel
-    return FileSummary(rel, fmt, rows, path.stat().st_size, sha256(path))
+    return FileSummary(rel, fmt, rows, path.stat().st_size, file_sha256(path))
 
 
 def write_manifest(summary: WorldSummary) -> Path:
