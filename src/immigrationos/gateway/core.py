@@ -333,6 +333,17 @@ class Gateway:
         self._audit(RecordCreated(object_type=model.__tablename__, object_ids=ids, count=len(rows)))
         return len(rows)
 
+    def insert_columns(self, model: type[Base], columns: dict[str, list[Any]]) -> int:
+        """Bulk-create rows given column by column; one audit entry with their ids."""
+        ids = [str(i) for i in columns.get("id", [])]
+        if not ids:
+            return 0
+        self._require_personal_access(model, "create")
+        with self._inside() as session:
+            bulk.insert_columns(session.connection(), model.__table__, columns)  # type: ignore[arg-type]
+        self._audit(RecordCreated(object_type=model.__tablename__, object_ids=ids, count=len(ids)))
+        return len(ids)
+
     def update(self, obj: T, **changes: Any) -> T:
         """Change fields of a row; the audit entry names the fields changed, not their values."""
         self._require_personal_access(type(obj), "update")

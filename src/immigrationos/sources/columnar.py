@@ -17,6 +17,7 @@ reported precisely.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from immigrationos.sources.validate import (
 )
 
 BLOCK_ROWS = 25_000
+#: Field names that need no escaping as JSON keys (the columnar planner writes them as-is).
+_SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WS = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]"
 _FORMULA = r"^([=+@\t\r]|-[^0-9])"
 
@@ -51,8 +54,14 @@ class Block:
 def vectorisable(definition: SourceDefinition) -> bool:
     """Whether every checked field has a vector form (nested values and name splits do not)."""
     allowed = set(definition.agreement.allowed_fields)
-    return not definition.split_names and all(
-        spec.type != "nested" for name, spec in definition.fields.items() if name in allowed
+    return (
+        not definition.split_names
+        and not any(m.deriver for m in definition.facts)
+        and all(
+            spec.type != "nested" and _SIMPLE_NAME.fullmatch(name)
+            for name, spec in definition.fields.items()
+            if name in allowed
+        )
     )
 
 
@@ -188,6 +197,11 @@ def _all(*conditions: pa.Array) -> pa.Array:
     return result
 
 
+def any_of(conditions: list[pa.Array], n: int) -> pa.Array:
+    """True where any of ``conditions`` is (nulls count as false); all false when none."""
+    return _any(*conditions) if conditions else _false(n)
+
+
 def _false(n: int) -> pa.Array:
     return pa.array([False] * n, pa.bool_())
 
@@ -235,13 +249,23 @@ def _code_checks(raw: pa.Array, spec: FieldSpec) -> Checked:
 def _date_checks(raw: pa.Array, spec: FieldSpec) -> Checked:
     text = _trimmed(raw)
     fmt = spec.formats[0]  # further formats: the row validator decides what this one misses
-    if spec.formats == ["%Y-%m-%d"]:
+    iso_only = spec.formats == ["%Y-%m-%d"]
+    if iso_only:
         shaped = pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}$")
         text_to_parse = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
     else:
         text_to_parse = text
     parsed = pc.strptime(text_to_parse, format=fmt, unit="s", error_is_null=True)
-    iso = pc.strftime(parsed, format="%Y-%m-%d")
+    if iso_only:  # the text is the ISO form already; strftime is the slowest kernel here
+        iso = pc.if_else(pc.is_valid(parsed), text, pa.scalar(None, pa.string()))
+        # Arrow rolls impossible dates over (2023-02-30 becomes 2023-03-02); Python refuses
+        # them. A date whose parts do not read back as written goes to the row validator.
+        month = pc.cast(pc.utf8_slice_codeunits(text_to_parse, 5, 7), pa.int64())
+        day = pc.cast(pc.utf8_slice_codeunits(text_to_parse, 8, 10), pa.int64())
+        rolled = _any(pc.not_equal(pc.month(parsed), month), pc.not_equal(pc.day(parsed), day))
+    else:
+        iso = pc.strftime(parsed, format="%Y-%m-%d")
+        rolled = _any(pc.not_equal(pc.strftime(parsed, format=fmt), text))
     years = pc.year(parsed)
     placeholder = _any(
         pc.is_in(pc.utf8_upper(text), value_set=pa.array(sorted(PLACEHOLDER_TEXT))),
@@ -251,9 +275,7 @@ def _date_checks(raw: pa.Array, spec: FieldSpec) -> Checked:
         _all(pc.is_valid(text), pc.is_null(parsed)),
         pc.less(years, 1900),
         pc.greater(years, 2100),
-        # Arrow rolls impossible dates over (2023-02-30 becomes 2023-03-02); Python refuses
-        # them. A date that does not read back exactly as written goes to the row validator.
-        pc.not_equal(pc.strftime(parsed, format=fmt), text),
+        rolled,
     )
     return Checked(iso, _all(bad, pc.invert(placeholder)), placeholder)
 

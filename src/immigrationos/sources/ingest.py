@@ -37,7 +37,7 @@ from immigrationos.persons.models import Identifier
 from immigrationos.sources import columnar, readers
 from immigrationos.sources.definition import FactMapping, SourceDefinition, parse_definition
 from immigrationos.sources.derivers import DERIVERS
-from immigrationos.sources.mapping import fact_tables, flat_rows, table_model
+from immigrationos.sources.mapping import fact_tables, flat_columns, flat_rows, table_model
 from immigrationos.sources.models import (
     DataSharingAgreement,
     IngestBatch,
@@ -48,11 +48,13 @@ from immigrationos.sources.models import (
 from immigrationos.sources.plan import (
     BatchReport,
     ChunkPlan,
+    ColumnPlan,
     Known,
     Outcome,
-    block_outcomes,
     plan_chunk,
+    plan_columns,
     record_key_of,
+    row_outcomes,
 )
 from immigrationos.sources.registry import agreement_in_force
 from immigrationos.sources.validate import RowValidator
@@ -115,29 +117,45 @@ class Ingest:
         report = BatchReport(batch.id, self.definition.id)
         key_fields = self.definition.key_fields
         seen: dict[str, str] = {}
+        where = str(self.location)
+
+        first_load = not self._has_records()
+
+        def lookup(keys: list[str]) -> Known:
+            # Earlier versions come from the store. On a source's first load there are none;
+            # keys repeated within this input are caught by ``seen`` instead.
+            return {} if first_load else _latest_versions(self.gateway, self.definition.id, keys)
+
         for block in self._blocks(chunk_rows):
-            outcomes = block_outcomes(block, self.validate, self.definition)
-            # Earlier blocks are already written, so the store answers for them too: memory
-            # holds one block, however long the input.
-            known = _latest_versions(
-                self.gateway, self.definition.id, _outcome_keys(outcomes, key_fields)
-            )
-            plan = plan_chunk(
-                outcomes,
-                key_fields,
-                self.definition.id,
-                batch.id,
-                str(self.location),
-                known,
-                report,
-                seen,
-            )
+            if block.table is not None:
+                plan = plan_columns(
+                    block, self.validate, self.definition, batch.id, where, lookup, report, seen
+                )
+                size = block.table.num_rows
+            else:
+                outcomes = row_outcomes(block.rows or [], self.validate)
+                known = lookup(sorted(set(_outcome_keys(outcomes, key_fields))))
+                plan = plan_chunk(
+                    outcomes, key_fields, self.definition.id, batch.id, where, known, report, seen
+                )
+                size = len(outcomes)
             self._write(plan, report)
             if progress:
-                progress(len(outcomes))
+                progress(size)
         self._derive(batch.id, report)
         self._finish(batch, report)
         return report
+
+    def _has_records(self) -> bool:
+        """Whether the source holds any record yet (a count of ids, audited, no values read)."""
+        stmt = select(SourceRecord.id).where(SourceRecord.source_id == self.definition.id)
+        return bool(
+            self.gateway.rows(
+                stmt.limit(1),
+                SourceRecord,
+                params={"source": self.definition.id, "lookup": "any-records"},
+            )
+        )
 
     def _blocks(self, size: int) -> Iterator[columnar.Block]:
         """The input in blocks: columnar where the format and definition allow, else rows."""
@@ -185,6 +203,8 @@ class Ingest:
             for table in tables:
                 rows = derived.get(table, [])
                 report.derived[table] += self.gateway.insert_rows(table_model(table), rows)
+        if plan.columns is not None:
+            self._write_columns(plan.columns, report)
         if plan.unchanged:
             now = utcnow()
             for model in self.fact_models:
@@ -194,6 +214,23 @@ class Ingest:
                     model,
                     params={"seen-again": len(plan.unchanged)},
                 )
+
+    def _write_columns(self, columns: ColumnPlan, report: BatchReport) -> None:
+        """A columnar block's new records and the facts they imply, column by column."""
+        records = columns.records
+        self.gateway.insert_columns(SourceRecord, records)
+        if not records["id"]:
+            return
+        seen_at = records["ingested_at"][0]
+        for mapping in self.definition.facts:
+            if mapping.deriver:  # nested sources never take the columnar path
+                raise AssertionError(f"deriver {mapping.deriver!r} on a columnar block")
+            facts = flat_columns(
+                mapping, records["id"], self.definition.id, seen_at, columns.fields
+            )
+            report.derived[mapping.table] += self.gateway.insert_columns(
+                table_model(mapping.table), facts
+            )
 
     def _derived(self, mapping: FactMapping, plan: ChunkPlan) -> dict[str, list[dict[str, Any]]]:
         """The facts one mapping derives from a chunk's new records."""

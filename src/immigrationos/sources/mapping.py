@@ -154,3 +154,37 @@ def flat_rows(
             row[target] = _parse_time(value) if target in times else value
         rows.append(row)
     return rows
+
+
+def flat_columns(
+    mapping: FactMapping,
+    record_ids: list[str],
+    source_id: str,
+    seen_at: Any,
+    fields: dict[str, list[Any]],
+) -> dict[str, list[Any]]:
+    """The facts one flat mapping derives from a columnar block's new records, by column.
+
+    The columnar counterpart of :func:`flat_rows` (same facts; the mapping test holds both
+    to the SQL plan).
+    """
+    table = table_model(mapping.table).__table__
+    literals = {t: s[1:] for t, s in mapping.columns.items() if s.startswith("=")}
+    sources = {t: s for t, s in mapping.columns.items() if not s.startswith("=")}
+    required = [*mapping.require, *(s for t, s in sources.items() if not table.c[t].nullable)]
+    keep = [i for i in range(len(record_ids)) if all(fields[f][i] is not None for f in required)]
+    count = len(keep)
+    columns: dict[str, list[Any]] = {
+        "id": [f"{record_ids[i]}/{mapping.suffix}" for i in keep],
+        "source_record_id": [record_ids[i] for i in keep],
+        "source_id": [source_id] * count,
+        "first_seen_at": [seen_at] * count,
+        "last_seen_at": [seen_at] * count,
+    }
+    columns.update({t: [value] * count for t, value in literals.items()})
+    for target, source in sources.items():
+        values = [fields[source][i] for i in keep]
+        if isinstance(table.c[target].type, UTCDateTime | DateTime):
+            values = [_parse_time(v) for v in values]
+        columns[target] = values
+    return columns

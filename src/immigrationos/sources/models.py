@@ -9,7 +9,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     String,
@@ -93,10 +92,8 @@ class SourceRecord(PersonalData, Base):
     """
 
     __tablename__ = "source_records"
-    __table_args__ = (
-        UniqueConstraint("source_id", "record_key", "version"),
-        Index("ix_source_records_source_key", "source_id", "record_key"),
-    )
+    # The unique (source, key, version) index also serves lookups by (source, key).
+    __table_args__ = (UniqueConstraint("source_id", "record_key", "version"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     source_id: Mapped[str] = mapped_column(String(64), ForeignKey("sources.id"))

@@ -79,25 +79,30 @@ def insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     """Insert ``rows`` (dicts keyed by column name, all with the same keys) into ``table``."""
     if not rows:
         return 0
+    return insert_columns(connection, table, {n: [row[n] for row in rows] for n in rows[0]})
+
+
+def insert_columns(connection: Connection, table: Table, columns: dict[str, list[Any]]) -> int:
+    """Insert rows given column by column (equal-length lists) into ``table``."""
+    count = len(next(iter(columns.values()), []))
+    if not count:
+        return 0
     dialect = connection.dialect.name
-    extra = _defaults(table, set(rows[0]))
-    names = [*rows[0], *extra]
-    columns: list[Any] = []
+    extra = _defaults(table, set(columns))
+    names = [*columns, *extra]
+    converted: list[Any] = []
     for name in names:
-        values = [row[name] for row in rows] if name not in extra else [extra[name]] * len(rows)
+        values = columns[name] if name in columns else [extra[name]] * count
         convert = _converter(table.c[name].type, dialect)
-        columns.append(values if convert is None else list(map(convert, values)))
-    data = list(zip(*columns, strict=True))
+        converted.append(values if convert is None else list(map(convert, values)))
+    data = list(zip(*converted, strict=True))
     if dialect == "postgresql":
         _copy(connection, table, names, data)
     else:
         marks = ", ".join("?" for _ in names)
         quoted = ", ".join(f'"{n}"' for n in names)
-        connection.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})',
-            data,
-        )
-    return len(rows)
+        connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', data)
+    return count
 
 
 def _copy(

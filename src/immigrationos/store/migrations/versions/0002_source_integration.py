@@ -153,14 +153,14 @@ def upgrade() -> None:
             batch_op.f("ix_appeals_source_record_id"), ["source_record_id"], unique=False
         )
         batch_op.create_foreign_key(
+            batch_op.f("fk_appeals_source_id_sources"), "sources", ["source_id"], ["id"]
+        )
+        batch_op.create_foreign_key(
             batch_op.f("fk_appeals_source_record_id_source_records"),
             "source_records",
             ["source_record_id"],
             ["id"],
             ondelete="RESTRICT",
-        )
-        batch_op.create_foreign_key(
-            batch_op.f("fk_appeals_source_id_sources"), "sources", ["source_id"], ["id"]
         )
 
     with op.batch_alter_table("benefit_applications", schema=None) as batch_op:
@@ -334,14 +334,14 @@ def upgrade() -> None:
             batch_op.f("ix_proceedings_source_record_id"), ["source_record_id"], unique=False
         )
         batch_op.create_foreign_key(
-            batch_op.f("fk_proceedings_source_id_sources"), "sources", ["source_id"], ["id"]
-        )
-        batch_op.create_foreign_key(
             batch_op.f("fk_proceedings_source_record_id_source_records"),
             "source_records",
             ["source_record_id"],
             ["id"],
             ondelete="RESTRICT",
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_proceedings_source_id_sources"), "sources", ["source_id"], ["id"]
         )
 
     with op.batch_alter_table("source_records", schema=None) as batch_op:
@@ -349,6 +349,7 @@ def upgrade() -> None:
             sa.Column("flags", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
         )
         batch_op.add_column(sa.Column("row_number", sa.Integer(), nullable=True))
+        batch_op.drop_index(batch_op.f("ix_source_records_source_key"))
 
     with op.batch_alter_table("status_episodes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("source_id", sa.String(length=64), nullable=True))
@@ -371,14 +372,17 @@ def downgrade() -> None:
         batch_op.drop_column("source_id")
 
     with op.batch_alter_table("source_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_source_records_source_key"), ["source_id", "record_key"], unique=False
+        )
         batch_op.drop_column("row_number")
         batch_op.drop_column("flags")
 
     with op.batch_alter_table("proceedings", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_proceedings_source_id_sources"), type_="foreignkey")
         batch_op.drop_constraint(
             batch_op.f("fk_proceedings_source_record_id_source_records"), type_="foreignkey"
         )
-        batch_op.drop_constraint(batch_op.f("fk_proceedings_source_id_sources"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_proceedings_source_record_id"))
         batch_op.drop_index(batch_op.f("ix_proceedings_source_id"))
         batch_op.drop_column("source_id")
@@ -455,10 +459,10 @@ def downgrade() -> None:
         batch_op.drop_column("source_id")
 
     with op.batch_alter_table("appeals", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("fk_appeals_source_id_sources"), type_="foreignkey")
         batch_op.drop_constraint(
             batch_op.f("fk_appeals_source_record_id_source_records"), type_="foreignkey"
         )
+        batch_op.drop_constraint(batch_op.f("fk_appeals_source_id_sources"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_appeals_source_record_id"))
         batch_op.drop_index(batch_op.f("ix_appeals_source_id"))
         batch_op.drop_column("source_id")
