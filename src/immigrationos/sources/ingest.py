@@ -50,13 +50,13 @@ from immigrationos.sources.plan import (
     ChunkPlan,
     ColumnPlan,
     Known,
-    Outcome,
+    outcome_keys,
     plan_chunk,
     plan_columns,
-    record_key_of,
     row_outcomes,
 )
 from immigrationos.sources.registry import agreement_in_force
+from immigrationos.sources.seen import SeenKeys
 from immigrationos.sources.validate import RowValidator
 
 Progress = Callable[[int], None]
@@ -84,12 +84,6 @@ def _latest_versions(gateway: Gateway, source_id: str, keys: list[str]) -> Known
     return known
 
 
-def _outcome_keys(outcomes: list[Outcome], key_fields: list[str]) -> list[str]:
-    return sorted(
-        {record_key_of(o.cleaned.payload, key_fields) for o in outcomes if o.cleaned is not None}
-    )
-
-
 class Ingest:
     """One ingest run of one input into one source, inside the caller's transaction."""
 
@@ -115,8 +109,22 @@ class Ingest:
         """Read, validate, load, derive; return the reconciled report."""
         batch = self._start()
         report = BatchReport(batch.id, self.definition.id)
+        with SeenKeys() as seen:
+            self._blocks_into(batch.id, report, seen, chunk_rows, progress)
+        self._after_blocks(report)
+        self._finish(batch, report)
+        return report
+
+    def _blocks_into(
+        self,
+        batch_id: str,
+        report: BatchReport,
+        seen: SeenKeys,
+        chunk_rows: int,
+        progress: Progress | None,
+    ) -> None:
+        """Plan and write every block of the input."""
         key_fields = self.definition.key_fields
-        seen: dict[str, str] = {}
         where = str(self.location)
 
         first_load = not self._has_records()
@@ -129,22 +137,19 @@ class Ingest:
         for block in self._blocks(chunk_rows):
             if block.table is not None:
                 plan = plan_columns(
-                    block, self.validate, self.definition, batch.id, where, lookup, report, seen
+                    block, self.validate, self.definition, batch_id, where, lookup, report, seen
                 )
                 size = block.table.num_rows
             else:
                 outcomes = row_outcomes(block.rows or [], self.validate)
-                known = lookup(sorted(set(_outcome_keys(outcomes, key_fields))))
+                known = lookup(sorted(set(outcome_keys(outcomes, key_fields))))
                 plan = plan_chunk(
-                    outcomes, key_fields, self.definition.id, batch.id, where, known, report, seen
+                    outcomes, key_fields, self.definition.id, batch_id, where, known, report, seen
                 )
                 size = len(outcomes)
             self._write(plan, report)
             if progress:
                 progress(size)
-        self._derive(batch.id, report)
-        self._finish(batch, report)
-        return report
 
     def _has_records(self) -> bool:
         """Whether the source holds any record yet (a count of ids, audited, no values read)."""
@@ -253,7 +258,7 @@ class Ingest:
                 params={"superseded-records": len(record_ids)},
             )
 
-    def _derive(self, batch_id: str, report: BatchReport) -> None:
+    def _after_blocks(self, report: BatchReport) -> None:
         """Batch-level steps after every chunk: flag addresses shared by many people."""
         if "addresses" in fact_tables(self.definition):
             report.flagged["reused-address"] += flag_reused_addresses(self.gateway)

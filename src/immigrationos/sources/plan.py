@@ -25,6 +25,7 @@ from immigrationos.core.clock import utcnow
 from immigrationos.core.ids import content_id
 from immigrationos.sources import columnar, readers
 from immigrationos.sources.definition import SourceDefinition
+from immigrationos.sources.seen import SeenKeys
 from immigrationos.sources.validate import Cleaned, Problem, RowInvalid, RowValidator
 from immigrationos.store.bulk import RawJSON
 
@@ -151,16 +152,22 @@ def plan_chunk(
     where: str,
     known: Known,
     report: BatchReport,
-    seen: dict[str, str] | None = None,
+    seen: SeenKeys | None = None,
 ) -> ChunkPlan:
     """Decide, without writing, what each validated row becomes; updates ``known``.
 
-    ``seen`` (record key -> content hash of its first row in this input) spans the blocks of
-    one batch: a later row with the same key and other values is quarantined as
-    ``duplicate-key``; loading it would make a new version at every re-run of the same file.
+    ``seen`` spans the blocks of one batch: a later row with the same key and other values is
+    quarantined as ``duplicate-key``; loading it would make a new version at every re-run of
+    the same file. Without it, repeats are caught within this chunk only.
     """
     plan, now = ChunkPlan(), utcnow()
-    seen = {} if seen is None else seen
+    prepared = []
+    for outcome in outcomes:
+        if outcome.cleaned is not None:
+            key = record_key_of(outcome.cleaned.payload, key_fields)
+            prepared.append((key, *_serialised(outcome.cleaned.payload, outcome.cleaned.flags)))
+    firsts = iter(_first_hashes(seen, [p[0] for p in prepared], [p[3] for p in prepared]))
+    serialised = iter(prepared)
     for outcome in outcomes:
         report.read += 1
         cleaned = outcome.cleaned
@@ -170,9 +177,8 @@ def plan_chunk(
         report.dropped_fields.update(cleaned.dropped)
         if cleaned.flags:
             report.flagged.update(cleaned.flags.keys())
-        key = record_key_of(cleaned.payload, key_fields)
-        payload_json, flags_json, digest = _serialised(cleaned.payload, cleaned.flags)
-        if seen.setdefault(key, digest) != digest:
+        key, payload_json, flags_json, digest = next(serialised)
+        if next(firsts) != digest:
             problem = Problem(
                 "duplicate-key",
                 key_fields[0],
@@ -209,6 +215,13 @@ def plan_chunk(
         known[key] = (version, digest, new_id_)
         report.loaded += 1
     return plan
+
+
+def _first_hashes(seen: SeenKeys | None, keys: list[str], digests: list[str]) -> list[str]:
+    if seen is not None:
+        return seen.first_hashes(keys, digests)
+    first: dict[str, str] = {}
+    return [first.setdefault(k, d) for k, d in zip(keys, digests, strict=True)]
 
 
 # -- the columnar planner ----------------------------------------------------------------------
@@ -309,7 +322,7 @@ def plan_columns(
     where: str,
     lookup: Lookup,
     report: BatchReport,
-    seen: dict[str, str],
+    seen: SeenKeys | None,
 ) -> ChunkPlan:
     """Plan a columnar block: vector work for clean rows, the row path for every other row."""
     assert block.table is not None
@@ -322,7 +335,7 @@ def plan_columns(
     key_fields = definition.key_fields
     values = [pc.take(v, taken) for v in checked.values]
     keys = _keys(checked, values, key_fields)
-    known = lookup(sorted(set(keys) | set(_outcome_keys(outcomes, key_fields))))
+    known = lookup(sorted(set(keys) | set(outcome_keys(outcomes, key_fields))))
     plan = plan_chunk(outcomes, key_fields, definition.id, batch_id, where, known, report, seen)
     flags = _flags_json(checked, taken, report)
     payloads = payload_json(checked.names, values)
@@ -353,7 +366,8 @@ def plan_columns(
     return plan
 
 
-def _outcome_keys(outcomes: list[Outcome], key_fields: list[str]) -> list[str]:
+def outcome_keys(outcomes: list[Outcome], key_fields: list[str]) -> list[str]:
+    """The record keys of the outcomes that passed validation."""
     return [record_key_of(o.cleaned.payload, key_fields) for o in outcomes if o.cleaned]
 
 
@@ -372,7 +386,7 @@ def _decide(
     where: str,
     known: Known,
     report: BatchReport,
-    seen: dict[str, str],
+    seen: SeenKeys | None,
 ) -> None:
     """Versioning decisions for clean rows (cheap per row), then their columns in one go."""
     now = utcnow()
@@ -380,8 +394,9 @@ def _decide(
     versions: list[int] = []
     supersedes: list[str | None] = []
     report.read += len(keys)
+    firsts = _first_hashes(seen, keys, digests)
     for i, (key, digest) in enumerate(zip(keys, digests, strict=True)):
-        if seen.setdefault(key, digest) != digest:
+        if firsts[i] != digest:
             number = block.first_row + rows[i]
             problem = Problem(
                 "duplicate-key",
