@@ -23,6 +23,7 @@ class SeenKeys:
     def __init__(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="immos-seen-")
         self._db = duckdb.connect(str(Path(self._folder.name) / "seen.duckdb"))
+        self._db.execute("SET memory_limit = '64MB'")  # spill to the file, never grow with input
         self._db.execute("CREATE TABLE seen (k VARCHAR PRIMARY KEY, d VARCHAR)")
 
     def first_hashes(self, keys: list[str], digests: list[str]) -> list[str]:
