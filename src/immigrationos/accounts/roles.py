@@ -89,7 +89,7 @@ ROLES: dict[Role, RoleSpec] = {
         RoleSpec(
             Role.SYSTEM,
             "A service account for scheduled and batch work (ingest, resolution, the lifecycle "
-            "tick, the departure consumer). Cannot sign in interactively.",
+            "tick, the departure consumer, audit verification). Cannot sign in interactively.",
             frozenset(
                 {
                     P.DATA_INTEGRATION,
@@ -99,6 +99,7 @@ ROLES: dict[Role, RoleSpec] = {
                     P.ENFORCEMENT_PRIORITIZATION,
                     P.STATISTICS,
                     P.SYSTEM_ADMINISTRATION,
+                    P.OVERSIGHT_AUDIT,
                 }
             ),
             True,
