@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from immigrationos.cli.main import app
@@ -16,10 +15,7 @@ from immigrationos.store.engine import transaction
 runner = CliRunner()
 
 
-def test_verify_checkpoint_and_log(
-    env_settings: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("COLUMNS", "200")  # Rich sizes tables to the terminal
+def test_verify_checkpoint_and_log(env_settings: Path, tmp_path: Path) -> None:
     with transaction(open_runtime(get_settings()).sessions) as session:
         from immigrationos.accounts.service import ensure_demo_accounts
 
@@ -36,8 +32,15 @@ def test_verify_checkpoint_and_log(
     )
     assert again.exit_code == 0, again.output
     assert "checkpoint of" in again.output
-    shown = runner.invoke(app, ["audit", "log", "-n", "5"])
-    assert shown.exit_code == 0 and "audit.checkpoint" in shown.output.replace("\n", "")
+    shown = runner.invoke(app, ["audit", "log", "-n", "5", "--action", "audit.checkpoint"])
+    assert shown.exit_code == 0 and "seq" in shown.output, shown.output
+    with transaction(open_runtime(get_settings()).sessions) as session:
+        from sqlalchemy import select
+
+        from immigrationos.audit.models import AuditEntry
+
+        actions = session.scalars(select(AuditEntry.action)).all()
+    assert "audit.checkpoint" in actions and actions.count("audit.verified") == 2
 
 
 def test_a_tampered_chain_fails_verification_with_exit_1(env_settings: Path) -> None:
