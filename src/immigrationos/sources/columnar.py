@@ -111,7 +111,7 @@ def _arrow_block(
 def csv_blocks(path: Path, definition: SourceDefinition, size: int = BLOCK_ROWS) -> Iterator[Block]:
     """A CSV file in blocks; each holds Arrow columns, or RawRows where the fast path can't."""
     if definition.encoding.lower().replace("_", "-") not in {"utf-8", "utf8"}:
-        yield from _row_blocks(path, definition, size)
+        yield from row_blocks(path, definition, size)
         return
     with path.open("rb") as handle:
         header = handle.readline()
@@ -138,8 +138,11 @@ def csv_blocks(path: Path, definition: SourceDefinition, size: int = BLOCK_ROWS)
                 first += len(lines)
 
 
-def _row_blocks(path: Path, definition: SourceDefinition, size: int) -> Iterator[Block]:
-    for chunk in readers.read(path, definition, size):
+def row_blocks(
+    location: str | Path, definition: SourceDefinition, size: int = BLOCK_ROWS
+) -> Iterator[Block]:
+    """Any input (a file, or a DSN for PostgreSQL) as blocks of rows for the row path."""
+    for chunk in readers.read(location, definition, size):
         yield Block(chunk[0].number, [r.raw for r in chunk], rows=chunk)
 
 

@@ -100,7 +100,6 @@ class Ingest:
         if format_override:
             self.definition = self.definition.model_copy(update={"format": format_override})
         self.validate = RowValidator(self.definition)
-        self.derivers = [DERIVERS[m.deriver] for m in self.definition.facts if m.deriver]
         self.fact_models = [table_model(t) for t in fact_tables(self.definition)]
 
     def run(
@@ -169,10 +168,7 @@ class Ingest:
             return columnar.csv_blocks(path, definition, size)
         if columnar.vectorisable(definition) and definition.format == "parquet":
             return columnar.parquet_blocks(path, definition, size)
-        return (
-            columnar.Block(chunk[0].number, [], rows=chunk)
-            for chunk in readers.read(self.location, definition, size)
-        )
+        return columnar.row_blocks(self.location, definition, size)
 
     def _start(self) -> IngestBatch:
         path = Path(self.location)
