@@ -158,6 +158,54 @@ class DemoLoaded(AuditEvent):
     seed: int
 
 
+class ModelTrained(AuditEvent):
+    """An entity-resolution model was trained (EM plus review labels) and stored."""
+
+    action = "resolution.model_trained"
+    model_id: str
+    records: int
+    labels: int = 0
+
+
+class ResolutionRan(AuditEvent):
+    """A resolution run built a new version of the person index."""
+
+    action = "resolution.run"
+    run_id: str
+    model_id: str
+    backend: str
+    records: int
+    persons: int
+    created: int = 0
+    merged: int = 0
+    split: int = 0
+    reviews_queued: int = 0
+    withheld_sources: dict[str, str] = Field(default_factory=dict)
+
+
+class MatchReviewed(AuditEvent):
+    """A person decided whether two records are the same person (match, non-match, unsure)."""
+
+    action = "resolution.review_decided"
+    decision: str
+
+
+class RecordLinked(AuditEvent):
+    """A new record was linked to the person index incrementally (or queued, or left alone)."""
+
+    action = "resolution.record_linked"
+    band: str
+    person_id: str | None = None
+    match_weight: float | None = None
+
+
+class PersonEventReviewed(AuditEvent):
+    """Someone reviewed a merge or split of the person index; case holds it caused lifted."""
+
+    action = "resolution.event_reviewed"
+    cases_released: int = 0
+
+
 def all_event_classes() -> list[type[AuditEvent]]:
     """Every concrete event class (for documentation and the docs test)."""
     found: list[type[AuditEvent]] = []

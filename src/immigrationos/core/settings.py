@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,14 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
     log_level: str = Field(default="info", description="Server log level.")
+    resolution_backend: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Where entity resolution scores pairs: DuckDB in-process, or Spark.",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        description="Spark master URL for the Spark backend (local[N] or a cluster's URL).",
+    )
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:

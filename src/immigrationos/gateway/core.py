@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    update,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql.util import find_tables
@@ -343,6 +344,25 @@ class Gateway:
             bulk.insert_columns(session.connection(), model.__table__, columns)  # type: ignore[arg-type]
         self._audit(RecordCreated(object_type=model.__tablename__, object_ids=ids, count=len(ids)))
         return len(ids)
+
+    def update_rows(self, model: type[Base], rows: list[dict[str, Any]]) -> int:
+        """Bulk-update rows by primary key (each dict holds ``id`` and the new values).
+
+        One audit entry names the fields changed and how many rows, not the values.
+        """
+        if not rows:
+            return 0
+        self._require_personal_access(model, "update")
+        with self._inside() as session:
+            session.execute(update(model), rows)
+        fields = sorted({k for r in rows for k in r} - {"id"})
+        ids = [str(r["id"]) for r in rows[:1000]]
+        self._audit(
+            RecordUpdated(
+                object_type=model.__tablename__, object_ids=ids, fields=fields, count=len(rows)
+            )
+        )
+        return len(rows)
 
     def update(self, obj: T, **changes: Any) -> T:
         """Change fields of a row; the audit entry names the fields changed, not their values."""

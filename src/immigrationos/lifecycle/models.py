@@ -30,6 +30,8 @@ class EnforcementCase(PersonalData, Timestamped, Base):
     assigned_to: Mapped[str | None] = mapped_column(String(40), ForeignKey("users.id"))
     opened_by: Mapped[str | None] = mapped_column(String(40), ForeignKey("users.id"))
     closed_at: Mapped[datetime | None] = mapped_column()
+    identity_hold: Mapped[str | None] = mapped_column(Text)
+    """Set when entity resolution split this case's person: no step until reviewed."""
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 

@@ -96,6 +96,45 @@ class FactMapping(BaseModel):
         return self.name or self.table
 
 
+class PersonMapping(BaseModel):
+    """Which fields carry a person's attributes, for entity resolution.
+
+    ``identifiers`` maps an identifier kind (``a_number``, ``passport``, ``fin``, ``itin``,
+    ``national_id``, or any other kind) to the field holding it; ``passport_country`` names
+    the field with the passport's issuing country. When a definition has no ``person``
+    section, the mapping is inferred from conventional field names (see
+    :func:`immigrationos.resolution.records.person_mapping`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    given_name: str | None = None
+    middle_name: str | None = None
+    family_name: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+    nationality: str | None = None
+    address: str | None = None
+    postcode: str | None = None
+    passport_country: str | None = None
+    identifiers: dict[str, str] = Field(default_factory=dict)
+
+    def fields(self) -> set[str]:
+        """Every source field the mapping reads."""
+        named = [
+            self.given_name,
+            self.middle_name,
+            self.family_name,
+            self.birth_date,
+            self.sex,
+            self.nationality,
+            self.address,
+            self.postcode,
+            self.passport_country,
+        ]
+        return {f for f in named if f} | set(self.identifiers.values())
+
+
 class AgreementSpec(BaseModel):
     """The data-sharing agreement that allows a source's use."""
 
@@ -134,6 +173,9 @@ class SourceDefinition(BaseModel):
     fields: dict[str, FieldSpec]
     split_names: list[SplitName] = Field(default_factory=list)
     facts: list[FactMapping] = Field(default_factory=list)
+    person: PersonMapping | None = Field(
+        default=None, description="Person attributes for entity resolution (else inferred)."
+    )
     agreement: AgreementSpec
 
     @field_validator("fields", mode="before")
@@ -171,6 +213,10 @@ class SourceDefinition(BaseModel):
             bad = sorted((used | set(mapping.require)) - known)
             if bad:
                 raise ValueError(f"fact mapping {mapping.suffix!r} uses unknown fields: {bad}")
+        if self.person is not None:
+            bad = sorted(self.person.fields() - known)
+            if bad:
+                raise ValueError(f"person mapping uses unknown fields: {bad}")
         if self.format == "postgresql" and not (self.table or self.query):
             raise ValueError("a postgresql source names a table or a query")
         return self

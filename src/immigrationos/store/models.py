@@ -33,6 +33,12 @@ from immigrationos.persons.models import (
     RecordLink,
     StatusEpisode,
 )
+from immigrationos.resolution.models import (
+    MatchReview,
+    PersonEvent,
+    ResolutionModel,
+    ResolutionRun,
+)
 from immigrationos.sources.models import (
     DataSharingAgreement,
     DisclosureRequest,
@@ -69,11 +75,15 @@ __all__ = [
     "Hearing",
     "Identifier",
     "IngestBatch",
+    "MatchReview",
     "Person",
+    "PersonEvent",
     "Proceeding",
     "QuarantinedRow",
     "RecordLink",
     "RedressRequest",
+    "ResolutionModel",
+    "ResolutionRun",
     "RoleRow",
     "Source",
     "SourceRecord",

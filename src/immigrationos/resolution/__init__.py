@@ -1,0 +1,1 @@
+"""Entity resolution: source records about the same person, resolved into one person."""

@@ -1,0 +1,483 @@
+"""Incremental linking: one new record against the person index, without a full re-run.
+
+Splink 5 scores the edges of a new record (``predict_between``, ``score_pair``), but each
+call plans and runs SQL over the whole index, and keeping cluster membership and person ids
+up to date is left to the user. This module is that layer, held in memory and kept apart
+from the database (the service persists what :meth:`LinkIndex.link` decides):
+
+- candidates come from the same blocking rules the batch run uses
+  (:data:`~immigrationos.resolution.model.BLOCKING_RULES`), each turned into a key lookup;
+- every candidate pair is scored by :class:`~immigrationos.resolution.model.Parameters`,
+  i.e. the trained Splink model evaluated in Python (a test checks it agrees with Splink);
+- the pairs are aggregated per person (the best pair speaks for the person) and banded:
+  linked, review (including a possible merge of two persons, never done automatically), or
+  new, with a fresh id from :func:`~immigrationos.resolution.cluster.new_person_id`.
+
+Why the blocking index is written here: a dict of Python lists per rule costs a few hundred
+bytes per key (gigabytes at a million persons) and minutes of interpreter time to build.
+Instead each rule key is a 64-bit hash (BLAKE2b of each value, mixed in order) kept as a
+sorted NumPy array beside the row numbers it stands for: built with array operations, about
+12 bytes per record and rule, looked up by binary search. A hash collision only adds a
+candidate that scoring then rejects. Records added after the build sit in small dicts
+beside the arrays. The index is not thread-safe for :meth:`LinkIndex.add`; serialise writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from immigrationos.resolution.cluster import new_person_id
+from immigrationos.resolution.model import BLOCKING_RULES, ModelDoc, Parameters, Score
+from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
+
+Band = Literal["linked", "review", "new"]
+Hashes = npt.NDArray[np.uint64]
+Rows = npt.NDArray[np.int64]
+
+#: A block larger than this (records for one key of one rule) is skipped, not scored: such a
+#: block is a placeholder value or a very common key, and the other rules still apply.
+MAX_BLOCK = 2_000
+#: Persons listed in a decision's explanation (the best first; the count covers all).
+EXPLAINED_PERSONS = 10
+TF_COLUMNS = ("given", "family")
+
+_MASK = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15
+_TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$")
+
+
+# -- blocking keys ----------------------------------------------------------------------------
+
+
+def value_hash(value: Any) -> int:
+    """A stable 64-bit hash of one key value (the same in every process and for every column,
+    so that a rule comparing two different columns finds equal values)."""
+    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def key_hash(values: Iterable[Any]) -> int:
+    """The key of one record for one rule: its values' hashes mixed in rule order."""
+    h = 0
+    for value in values:
+        h = (h * _MIX + value_hash(value)) & _MASK
+    return h
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One direction of a blocking rule: index records by ``indexed``, look up by ``probe``.
+
+    ``l.dob = r.dob AND l.given_first = r.family_first`` indexes records by (dob,
+    family_first) and probes with the new record's (dob, given_first); since the new record
+    may be either side of the pair, the reverse direction is a second probe.
+    """
+
+    label: str
+    indexed: tuple[str, ...]
+    probe: tuple[str, ...]
+
+
+def parse_rule(label: str, sql: str) -> list[Probe]:
+    """The probes of an ``l.a = r.b AND ...`` equi-join rule (two if it is not symmetric)."""
+    pairs = []
+    for term in re.split(r"\s+AND\s+", sql.strip(), flags=re.IGNORECASE):
+        found = _TERM.match(term)
+        if not found:
+            raise ValueError(f"blocking rule {label!r}: {term!r} is not 'l.col = r.col'")
+        pairs.append((found.group(1), found.group(2)))
+    left = tuple(a for a, _ in pairs)
+    right = tuple(b for _, b in pairs)
+    probes = [Probe(label, indexed=right, probe=left)]
+    if left != right:
+        probes.append(Probe(label, indexed=left, probe=right))
+    return probes
+
+
+def probes_of(rules: Iterable[tuple[str, str]] = BLOCKING_RULES) -> list[Probe]:
+    return [p for label, sql in rules for p in parse_rule(label, sql)]
+
+
+def _column_hashes(column: pa.ChunkedArray) -> tuple[Hashes, npt.NDArray[np.bool_]]:
+    """Per row, the hash of its value and whether it has one (distinct values hashed once)."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    assert isinstance(encoded, pa.DictionaryArray)
+    distinct = np.array([value_hash(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
+    valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+    codes = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    hashes = distinct[codes] if len(distinct) else np.zeros(len(codes), dtype=np.uint64)
+    return hashes, valid
+
+
+@dataclass
+class _Block:
+    """One probe's sorted keys and the rows behind them, plus rows added since the build."""
+
+    keys: Hashes
+    rows: Rows
+    added: dict[int, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, columns: list[tuple[Hashes, npt.NDArray[np.bool_]]]) -> _Block:
+        key = np.zeros(len(columns[0][0]), dtype=np.uint64)
+        valid = np.ones(len(key), dtype=np.bool_)
+        for hashes, has in columns:
+            key = key * np.uint64(_MIX) + hashes
+            valid &= has
+        rows = np.flatnonzero(valid)
+        order = np.argsort(key[rows], kind="stable")
+        return cls(keys=key[rows][order], rows=rows[order].astype(np.int64))
+
+    def lookup(self, key: int) -> Rows:
+        k = np.uint64(key)
+        lo, hi = np.searchsorted(self.keys, k, "left"), np.searchsorted(self.keys, k, "right")
+        extra = self.added.get(key)
+        found = self.rows[lo:hi]
+        return np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.rows.nbytes)
+
+
+# -- term frequencies -------------------------------------------------------------------------
+
+
+class TermFrequencies(Mapping[str, float]):
+    """Relative frequency of each value of one column, kept as counts so adds are cheap."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+        self.total = sum(counts.values())
+
+    @classmethod
+    def of(cls, column: pa.ChunkedArray) -> TermFrequencies:
+        counted = pc.value_counts(column.drop_null())
+        values = counted.field("values").to_pylist()
+        counts = counted.field("counts").to_pylist()
+        return cls(dict(zip(values, counts, strict=True)))
+
+    def add(self, value: str | None) -> None:
+        if value is not None:
+            self.counts[value] = self.counts.get(value, 0) + 1
+            self.total += 1
+
+    def __getitem__(self, value: str) -> float:
+        return self.counts[value] / self.total
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.counts)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The best pair between the new record and one person."""
+
+    person_id: str
+    record_id: str
+    score: Score
+
+
+@dataclass
+class LinkDecision:
+    """What the index proposes for one new record, and why (for the audit and the reviewer)."""
+
+    band: Band
+    person_id: str
+    """Linked: the person; review: the best person; new: a fresh person id."""
+    match_weight: float | None
+    probability: float | None
+    explanation: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "band": self.band,
+            "person_id": self.person_id,
+            "match_weight": None if self.match_weight is None else round(self.match_weight, 4),
+            "probability": None if self.probability is None else round(self.probability, 6),
+            "explanation": self.explanation,
+        }
+
+
+def band_of(ranked: list[Candidate], doc: ModelDoc) -> tuple[Band, str]:
+    """The band for persons ranked by best weight, and the reason in words."""
+    if not ranked or ranked[0].score.match_weight < doc.review_weight:
+        return "new", "no person reaches the review weight"
+    above = [c for c in ranked if c.score.match_weight >= doc.link_weight]
+    if len(above) > 1:
+        return "review", f"{len(above)} persons reach the link weight: a possible merge"
+    if above:
+        return "linked", "one person reaches the link weight"
+    return "review", "the best person is between the review and link weights"
+
+
+# -- the index --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Timer:
+    started: float = field(default_factory=time.perf_counter)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.marks[name] = round((now - self.started) * 1000 - sum(self.marks.values()), 3)
+
+    def total(self) -> dict[str, float]:
+        return {**self.marks, "total": round(sum(self.marks.values()), 3)}
+
+
+class LinkIndex:
+    """The person index in memory: feature rows, person of each record, blocking keys, TF.
+
+    Build it with :meth:`build`; :meth:`link` proposes a decision for a new record and
+    :meth:`add` records the outcome so that the next link sees it.
+    """
+
+    def __init__(
+        self,
+        table: pa.Table,
+        person_codes: npt.NDArray[np.int32],
+        persons: list[str],
+        doc: ModelDoc,
+        probes: list[Probe],
+        blocks: list[_Block],
+    ) -> None:
+        self.doc = doc
+        self.params = Parameters(doc)
+        self.probes = probes
+        self._blocks = blocks
+        self._table = table
+        self._base_codes = person_codes
+        self._persons = persons
+        self._code_of = {p: i for i, p in enumerate(persons)}
+        self._taken = set(persons)
+        self._uid_keys, self._uid_rows = _uid_index(table.column("unique_id"))
+        self._added_rows: list[dict[str, Any]] = []
+        self._added_codes: list[int] = []
+        self._added_uids: dict[str, int] = {}
+        self.tf = {c: TermFrequencies.of(table.column(c)) for c in TF_COLUMNS}
+
+    @classmethod
+    def build(
+        cls,
+        features: pa.Table,
+        person_of: Mapping[str, str],
+        doc: ModelDoc,
+        rules: Iterable[tuple[str, str]] = BLOCKING_RULES,
+        known_person_ids: Iterable[str] = (),
+    ) -> LinkIndex:
+        """Index ``features`` (:data:`FEATURE_SCHEMA`) whose records belong to ``person_of``.
+
+        ``known_person_ids`` are ids no new person may take (retired persons, say).
+        """
+        table = features.select(FEATURE_SCHEMA.names).combine_chunks()
+        codes, persons = _person_codes(table.column("unique_id").to_pylist(), person_of)
+        probes = probes_of(rules)
+        hashed = {
+            c: _column_hashes(table.column(c)) for c in {c for p in probes for c in p.indexed}
+        }
+        blocks = [_Block.build([hashed[c] for c in p.indexed]) for p in probes]
+        index = cls(table, codes, persons, doc, probes, blocks)
+        index._taken.update(known_person_ids)
+        return index
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._table.num_rows + len(self._added_rows)
+
+    def __contains__(self, unique_id: object) -> bool:
+        return isinstance(unique_id, str) and self.row_of(unique_id) is not None
+
+    @property
+    def person_count(self) -> int:
+        return len(self._persons)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays (features, blocking keys, record ids; not Python objects)."""
+        arrays = self._uid_keys.nbytes + self._uid_rows.nbytes + self._base_codes.nbytes
+        return int(self._table.nbytes + arrays + sum(b.nbytes for b in self._blocks))
+
+    def row_of(self, unique_id: str) -> int | None:
+        """The row number of a record, or None if it is not in the index."""
+        if unique_id in self._added_uids:
+            return self._added_uids[unique_id]
+        k = np.uint64(value_hash(unique_id))
+        lo, hi = np.searchsorted(self._uid_keys, k, "left"), np.searchsorted(self._uid_keys, k, "right")
+        for row in self._uid_rows[lo:hi]:
+            if self._table.column("unique_id")[int(row)].as_py() == unique_id:
+                return int(row)
+        return None
+
+    def person_of(self, unique_id: str) -> str | None:
+        row = self.row_of(unique_id)
+        return None if row is None else self._persons[self._code(row)]
+
+    def _code(self, row: int) -> int:
+        base = self._table.num_rows
+        return int(self._base_codes[row]) if row < base else self._added_codes[row - base]
+
+    def _rows(self, rows: Rows) -> list[dict[str, Any]]:
+        """Feature rows by row number, in the order given."""
+        base = self._table.num_rows
+        old = rows[rows < base]
+        fetched = self._table.take(pa.array(old)).to_pylist() if len(old) else []
+        fetched += [self._added_rows[int(r) - base] for r in rows[rows >= base]]
+        return fetched
+
+    # -- linking ------------------------------------------------------------------------------
+
+    def candidates(self, row: Mapping[str, Any]) -> tuple[Rows, list[str]]:
+        """Row numbers blocked with ``row`` by any rule, and the rules whose block was skipped."""
+        found: list[Rows] = []
+        skipped: list[str] = []
+        for probe, block in zip(self.probes, self._blocks, strict=True):
+            values = [row.get(c) for c in probe.probe]
+            if any(v is None for v in values):
+                continue
+            rows = block.lookup(key_hash(values))
+            if len(rows) > MAX_BLOCK:
+                skipped.append(probe.label)
+            elif len(rows):
+                found.append(rows)
+        rows = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+        own = self.row_of(str(row.get("unique_id")))
+        return (rows[rows != own] if own is not None else rows), skipped
+
+    def link(self, raw: Mapping[str, Any]) -> LinkDecision:
+        """Propose a decision for a raw record (:data:`records.RAW_COLUMNS`; needs unique_id)."""
+        timer = _Timer()
+        row = feature_row(dict(raw))
+        timer.mark("features")
+        return self.link_features(row, timer)
+
+    def link_features(self, row: Mapping[str, Any], timer: _Timer | None = None) -> LinkDecision:
+        """As :meth:`link`, for a record whose feature row is already computed."""
+        timer = timer or _Timer()
+        rows, skipped = self.candidates(row)
+        partners = self._rows(rows)
+        timer.mark("candidates")
+        ranked = self._best_per_person(row, rows, partners)
+        timer.mark("scoring")
+        return self._decide(row, ranked, len(partners), skipped, timer)
+
+    def _best_per_person(
+        self, row: Mapping[str, Any], rows: Rows, partners: list[dict[str, Any]]
+    ) -> list[Candidate]:
+        tf: dict[str, Mapping[str, float]] = dict(self.tf)
+        best: dict[int, Candidate] = {}
+        for number, partner in zip(rows.tolist(), partners, strict=True):
+            score = self.params.score(row, partner, tf)
+            code = self._code(number)
+            held = best.get(code)
+            if held is None or score.match_weight > held.score.match_weight:
+                best[code] = Candidate(self._persons[code], partner["unique_id"], score)
+        return sorted(best.values(), key=lambda c: (-c.score.match_weight, c.person_id))
+
+    def _decide(
+        self,
+        row: Mapping[str, Any],
+        ranked: list[Candidate],
+        pairs: int,
+        skipped: list[str],
+        timer: _Timer,
+    ) -> LinkDecision:
+        band, reason = band_of(ranked, self.doc)
+        top = ranked[0] if ranked else None
+        if band == "new" or top is None:
+            person = new_person_id([str(row.get("unique_id"))], self._taken)
+        else:
+            person = top.person_id
+        timer.mark("decision")
+        explanation = _explain(reason, top, ranked, pairs, skipped, timer)
+        weight = top.score.match_weight if top else None
+        return LinkDecision(band, person, weight, top.score.probability if top else None, explanation)
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def add(self, unique_id: str, row: Mapping[str, Any], person_id: str) -> None:
+        """Add a record (its feature row) to ``person_id``, new or existing; the next
+        :meth:`link` finds it. A record already in the index is refused."""
+        if unique_id in self:
+            raise ValueError(f"record {unique_id} is already in the index")
+        number = len(self)
+        stored = {**{c: row.get(c) for c in FEATURE_SCHEMA.names}, "unique_id": unique_id}
+        self._added_rows.append(stored)
+        self._added_codes.append(self._person_code(person_id))
+        self._added_uids[unique_id] = number
+        for probe, block in zip(self.probes, self._blocks, strict=True):
+            values = [stored.get(c) for c in probe.indexed]
+            if all(v is not None for v in values):
+                block.added.setdefault(key_hash(values), []).append(number)
+        for column in TF_COLUMNS:
+            self.tf[column].add(stored.get(column))
+
+    def _person_code(self, person_id: str) -> int:
+        code = self._code_of.get(person_id)
+        if code is None:
+            code = self._code_of[person_id] = len(self._persons)
+            self._persons.append(person_id)
+            self._taken.add(person_id)
+        return code
+
+
+def _person_codes(
+    uids: list[str], person_of: Mapping[str, str]
+) -> tuple[npt.NDArray[np.int32], list[str]]:
+    """Each record's person as a small integer, and the person ids by integer."""
+    missing = sum(1 for u in uids if u not in person_of)
+    if missing:
+        raise ValueError(f"{missing} records have no person in person_of")
+    code_of: dict[str, int] = {}
+    codes = np.fromiter(
+        (code_of.setdefault(person_of[u], len(code_of)) for u in uids), np.int32, len(uids)
+    )
+    return codes, list(code_of)
+
+
+def _uid_index(column: pa.ChunkedArray) -> tuple[Hashes, Rows]:
+    """Sorted record-id hashes and their row numbers, to find a record by id."""
+    keys = np.fromiter((value_hash(u) for u in column.to_pylist()), np.uint64, len(column))
+    order = np.argsort(keys, kind="stable")
+    return keys[order], order.astype(np.int64)
+
+
+def _explain(
+    reason: str,
+    top: Candidate | None,
+    ranked: list[Candidate],
+    pairs: int,
+    skipped: list[str],
+    timer: _Timer,
+) -> dict[str, Any]:
+    return {
+        "reason": reason,
+        "partner_record": top.record_id if top else None,
+        "contributions": [c.to_json() for c in top.score.contributions] if top else [],
+        "candidates": pairs,
+        "persons_considered": len(ranked),
+        "persons": [
+            {"person_id": c.person_id, "record": c.record_id, "match_weight": round(c.score.match_weight, 4)}
+            for c in ranked[:EXPLAINED_PERSONS]
+        ],
+        "blocks_skipped": skipped,
+        "timing_ms": timer.total(),
+    }

@@ -1,0 +1,279 @@
+"""The person-matching model: Splink settings, training, prediction and its parameters.
+
+Splink 5 does the heavy lifting (EM training, u estimation by random sampling, blocked
+prediction in DuckDB or Spark). The trained model is a Splink settings document plus our
+thresholds and the blocking analysis, stored as one JSON document (``ModelDoc``) with a
+content-derived version; every person index records the model version that produced it.
+:class:`Parameters` reads the trained m and u probabilities back so that single pairs can be
+scored and explained without a database (the incremental linker and the review screen).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from immigrationos.core.ids import content_id
+from immigrationos.resolution.comparisons import COMPARISONS, Comparison, Dialect, comparison_dicts
+
+#: Blocking rules for prediction, chosen from the blocking analysis in docs/resolution.md:
+#: each catches matches the others miss (identifiers alone; names with a noisy birth date;
+#: a birth date with one noisy name; names in swapped order; sound-alike spellings).
+BLOCKING_RULES: tuple[tuple[str, str], ...] = (
+    ("A-number", "l.a_number = r.a_number"),
+    ("passport number", "l.passport_no = r.passport_no"),
+    ("FIN", "l.fin = r.fin"),
+    ("ITIN", "l.itin = r.itin"),
+    ("national id", "l.national_id = r.national_id"),
+    ("birth date + first given name", "l.dob = r.dob AND l.given_first = r.given_first"),
+    ("birth date + first surname", "l.dob = r.dob AND l.family_first = r.family_first"),
+    (
+        "first given name + first surname + birth year",
+        "l.given_first = r.given_first AND l.family_first = r.family_first "
+        "AND l.dob_year = r.dob_year",
+    ),
+    ("birth date + names swapped", "l.dob = r.dob AND l.given_first = r.family_first"),
+    (
+        "sound-alike names + birth year",
+        "l.given_phonetic = r.given_phonetic AND l.family_first_phonetic = r.family_first_phonetic "
+        "AND l.dob_year = r.dob_year",
+    ),
+)
+#: Rules whose pairs EM trains on (each leaves the comparisons it blocks on untrained).
+EM_RULES = (
+    "l.dob = r.dob",
+    "l.given_first = r.given_first AND l.family_first = r.family_first",
+)
+#: Deterministic rules for estimating the prior (probability two random records match).
+DETERMINISTIC_RULES = (
+    "l.a_number = r.a_number",
+    "l.passport_no = r.passport_no AND l.dob = r.dob",
+    "l.given = r.given AND l.family = r.family AND l.dob = r.dob",
+)
+DEFAULT_LINK_WEIGHT = 4.0
+"""Pairs at or above this weight link automatically (probability about 0.94; chosen on
+synthetic worlds, see docs/resolution.md)."""
+DEFAULT_REVIEW_WEIGHT = 0.0
+"""Pairs from here up to the link weight wait for a human decision."""
+
+
+def splink_settings(dialect: Dialect = "duckdb") -> dict[str, Any]:
+    """Untrained Splink settings for the person model in ``dialect``."""
+    return {
+        "link_type": "dedupe_only",
+        "unique_id_column_name": "unique_id",
+        "comparisons": comparison_dicts(dialect),
+        "blocking_rules_to_generate_predictions": [
+            {"blocking_rule": sql} for _, sql in BLOCKING_RULES
+        ],
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": False,
+        "additional_columns_to_retain": [],
+        "probability_two_random_records_match": 1e-5,
+    }
+
+
+def quiet_splink() -> None:
+    """Keep Splink's progress logging out of the CLI's output."""
+    logging.getLogger("splink").setLevel(logging.ERROR)
+
+
+@dataclass
+class ModelDoc:
+    """A trained model as stored: Splink settings with m/u, thresholds, and how it was made."""
+
+    splink: dict[str, Any]
+    link_weight: float = DEFAULT_LINK_WEIGHT
+    review_weight: float = DEFAULT_REVIEW_WEIGHT
+    training: dict[str, Any] = field(default_factory=dict)
+    blocking_analysis: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        """Content-derived: the same parameters and thresholds give the same version."""
+        core = {
+            "splink": {k: v for k, v in self.splink.items() if k != "linker_uid"},
+            "link": self.link_weight,
+            "review": self.review_weight,
+        }
+        return content_id("pm", core, length=16)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "splink": self.splink,
+            "link_weight": self.link_weight,
+            "review_weight": self.review_weight,
+            "training": self.training,
+            "blocking_analysis": self.blocking_analysis,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelDoc:
+        return cls(
+            splink=dict(data["splink"]),
+            link_weight=float(data.get("link_weight", DEFAULT_LINK_WEIGHT)),
+            review_weight=float(data.get("review_weight", DEFAULT_REVIEW_WEIGHT)),
+            training=dict(data.get("training", {})),
+            blocking_analysis=list(data.get("blocking_analysis", [])),
+        )
+
+    def settings_for(self, dialect: Dialect) -> dict[str, Any]:
+        """The trained settings re-expressed in ``dialect`` (same m and u, same levels)."""
+        if dialect == "duckdb":
+            return self.splink
+        target = splink_settings(dialect)
+        target["probability_two_random_records_match"] = self.splink[
+            "probability_two_random_records_match"
+        ]
+        for theirs, ours in zip(self.splink["comparisons"], target["comparisons"], strict=True):
+            for a, b in zip(theirs["comparison_levels"], ours["comparison_levels"], strict=True):
+                for key in ("m_probability", "u_probability"):
+                    if key in a:
+                        b[key] = a[key]
+        return target
+
+
+# -- Python scoring -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One comparison's part in a pair's match weight."""
+
+    comparison: str
+    level: str
+    level_index: int
+    weight: float
+    tf_adjustment: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "comparison": self.comparison,
+            "level": self.level,
+            "weight": round(self.weight, 3),
+            "tf_adjustment": round(self.tf_adjustment, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Score:
+    match_weight: float
+    contributions: tuple[Contribution, ...]
+
+    @property
+    def probability(self) -> float:
+        return probability(self.match_weight)
+
+    def gammas(self) -> dict[str, int]:
+        return {c.comparison: c.level_index for c in self.contributions}
+
+
+def probability(weight: float) -> float:
+    """Match probability from a match weight (log2 of the odds)."""
+    if weight > 60:
+        return 1.0
+    odds = 2.0**weight
+    return odds / (1.0 + odds)
+
+
+class Parameters:
+    """Trained m and u per comparison level, for scoring pairs in Python."""
+
+    def __init__(self, doc: ModelDoc) -> None:
+        settings = doc.splink
+        self.prior = float(settings["probability_two_random_records_match"])
+        self.prior_weight = math.log2(self.prior / (1 - self.prior))
+        self.weights: list[list[float]] = []
+        self.u_values: list[list[float]] = []
+        for comparison, stored in zip(COMPARISONS, settings["comparisons"], strict=True):
+            levels = [lvl for lvl in stored["comparison_levels"]]
+            self.weights.append([_level_weight(lvl) for lvl in levels])
+            self.u_values.append([float(lvl.get("u_probability") or 1.0) for lvl in levels])
+            if len(levels) != len(comparison.levels):
+                raise ValueError(f"model comparison {comparison.name} does not fit the code")
+
+    def score(
+        self, l: Mapping[str, Any], r: Mapping[str, Any], tf: Mapping[str, Mapping[str, float]]
+    ) -> Score:
+        """Score a pair of feature rows; ``tf`` maps a column to value frequencies."""
+        total = self.prior_weight
+        parts = []
+        for i, comparison in enumerate(COMPARISONS):
+            parts.append(self._contribution(i, comparison, l, r, tf))
+            total += parts[-1].weight + parts[-1].tf_adjustment
+        return Score(total, tuple(parts))
+
+    def explain(self, weights: Mapping[str, float | None], tf: Mapping[str, float | None]) -> Score:
+        """A scored pair's explanation from Splink's per-comparison weights (``mw_*``).
+
+        Splink 5 reports each comparison's weight but not its level; the level is the one
+        whose trained weight it equals (the first, if two levels weigh the same).
+        """
+        total = self.prior_weight
+        parts = []
+        for i, comparison in enumerate(COMPARISONS):
+            w = float(weights.get(comparison.name) or 0.0)
+            adj = float(tf.get(comparison.name) or 0.0)
+            level = next(
+                (j for j, lw in enumerate(self.weights[i]) if abs(lw - w) < 1e-6),
+                len(comparison.levels) - 1,
+            )
+            label = comparison.levels[level].label
+            parts.append(Contribution(comparison.name, label, level, w, adj))
+            total += w + adj
+        return Score(total, tuple(parts))
+
+    def _contribution(
+        self,
+        i: int,
+        comparison: Comparison,
+        l: Mapping[str, Any],
+        r: Mapping[str, Any],
+        tf: Mapping[str, Mapping[str, float]],
+    ) -> Contribution:
+        level = comparison.level_of(l, r)
+        spec = comparison.levels[level]
+        adjustment = 0.0
+        if spec.tf:
+            freq = tf.get(spec.tf, {})
+            f = max(freq.get(l.get(spec.tf) or "", 0.0), freq.get(r.get(spec.tf) or "", 0.0))
+            if f > 0:
+                adjustment = math.log2(self.u_values[i][level]) - math.log2(f)
+        return Contribution(comparison.name, spec.label, level, self.weights[i][level], adjustment)
+
+
+def _level_weight(level: Mapping[str, Any]) -> float:
+    if level.get("is_null_level"):
+        return 0.0
+    m, u = level.get("m_probability"), level.get("u_probability")
+    if not m or not u:
+        return 0.0
+    return math.log2(float(m) / float(u))
+
+
+def weight_columns() -> list[str]:
+    """Splink's per-comparison weight columns in a prediction, then its TF adjustments."""
+    return [f"mw_{c.name}" for c in COMPARISONS] + [f"mw_tf_adj_{c.name}" for c in COMPARISONS]
+
+
+def term_frequencies(
+    features: pa.Table, columns: Sequence[str] = ("given", "family")
+) -> dict[str, dict[str, float]]:
+    """Relative frequency of each value of the term-frequency columns."""
+    out: dict[str, dict[str, float]] = {}
+    for column in columns:
+        values = features.column(column).drop_null()
+        total = len(values)
+        counts = values.value_counts()
+        out[column] = (
+            {str(v["values"]): int(v["counts"]) / total for v in counts.to_pylist()}
+            if total
+            else {}
+        )
+    return out
