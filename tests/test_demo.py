@@ -34,6 +34,7 @@ def test_demo_loads_every_source_and_prints_accounts(
     for definition in shipped_definitions():
         assert definition.id in result.output
     assert "audit chain intact" in result.output
+    assert "persons (" in result.output and "person index idx-" in result.output
     for account in DEMO_ACCOUNTS:
         assert account.username in result.output and account.password in result.output
     assert (tmp_path / "immos.db").exists()

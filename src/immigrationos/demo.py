@@ -18,6 +18,8 @@ from immigrationos.core.errors import ConfigurationError
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
+from immigrationos.resolution import service as resolution_service
+from immigrationos.resolution.service import RunReport
 from immigrationos.runtime import Runtime, open_runtime
 from immigrationos.sources.definition import shipped_definitions
 from immigrationos.sources.ingest import ingest_file
@@ -34,6 +36,7 @@ class DemoResult:
     runtime: Runtime
     accounts: list[DemoAccount]
     reports: list[BatchReport] = field(default_factory=list)
+    resolution: RunReport | None = None
     audit_message: str = ""
 
     def summary_table(self) -> Table:
@@ -74,6 +77,7 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
         if not definition.file or not path.exists():
             continue
         result.reports.append(_ingest(runtime, definition.id, path, bar))
+    result.resolution = _resolve(runtime, bar)
     with transaction(runtime.sessions) as session:
         emit(
             session,
@@ -82,6 +86,27 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
         )
         result.audit_message = verify(session).describe()
     return result
+
+
+def _resolve(runtime: Runtime, bar: Progress | None) -> RunReport:
+    """Build the person index from everything just ingested (the shipped model)."""
+    task = bar.add_task("resolve persons", total=None) if bar else None
+    ctx = system_context(Purpose.IDENTITY_RESOLUTION, "demo: build the person index")
+    with unit_of_work(runtime.sessions, ctx) as gateway:
+
+        def stage(name: str) -> None:
+            if bar is not None and task is not None:
+                bar.update(task, description=f"resolve persons: {name}")
+
+        report = resolution_service.run(
+            gateway,
+            backend_name=runtime.settings.resolution_backend,
+            spark_master=runtime.settings.spark_master,
+            progress=stage,
+        )
+    if bar is not None and task is not None:
+        bar.update(task, total=1, completed=1, description="resolve persons")
+    return report
 
 
 def _ingest(runtime: Runtime, source_id: str, path: Path, bar: Progress | None) -> BatchReport:

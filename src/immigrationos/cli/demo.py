@@ -74,6 +74,12 @@ def demo_cmd(
     with progress_bar() as bar:
         result = load_demo(world, persons, seed, bar)
     console.print(result.summary_table())
+    if result.resolution is not None:
+        r = result.resolution
+        console.print(
+            f"person index {r.run_id}: {r.records:,} records → {r.persons:,} persons "
+            f"({r.reviews_queued:,} uncertain pairs queued for review; model {r.model_id})"
+        )
     console.print(f"[green]{result.audit_message}[/]")
     _print_accounts(list(result.accounts))
     if serve:

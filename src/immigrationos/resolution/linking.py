@@ -211,7 +211,7 @@ def predict(features: pa.Table, doc: ModelDoc, backend: Backend, min_weight: flo
         rel = backend.api.duckdb_con.sql(
             f"SELECT {', '.join(_kept(names))} FROM {frame.physical_name}"
         )
-        table = rel.fetch_arrow_table()
+        table = rel.to_arrow_table()
     frame.drop_table_from_database_and_remove_from_cache()
     return table
 

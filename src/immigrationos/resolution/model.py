@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -93,7 +94,7 @@ class ModelDoc:
     training: dict[str, Any] = field(default_factory=dict)
     blocking_analysis: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
+    @cached_property
     def version(self) -> str:
         """Content-derived: the same parameters and thresholds give the same version."""
         core = {
@@ -255,6 +256,16 @@ def _level_weight(level: Mapping[str, Any]) -> float:
     if not m or not u:
         return 0.0
     return math.log2(float(m) / float(u))
+
+
+def expand(doc: ModelDoc, stored: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A stored explanation's per-comparison weights with their level labels (for display)."""
+    weights = stored.get("weights") or {}
+    tf = stored.get("tf") or {}
+    score = Parameters(doc).explain(weights, tf)
+    return [
+        c.to_json() for c in score.contributions if c.comparison in weights or c.comparison in tf
+    ]
 
 
 def weight_columns() -> list[str]:

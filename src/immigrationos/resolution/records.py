@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from sqlalchemy import Text, select, type_coerce
+from sqlalchemy import Text, cast, select
 
 from immigrationos.gateway.core import Gateway
 from immigrationos.resolution import names
@@ -139,7 +139,7 @@ def _read(
             SourceRecord.id,
             SourceRecord.source_id,
             SourceRecord.record_key,
-            type_coerce(SourceRecord.payload, Text),
+            cast(SourceRecord.payload, Text),
             SourceRecord.ingested_at,
         )
         .where(SourceRecord.source_id.in_(sorted(mappings)))

@@ -21,7 +21,8 @@ from immigrationos.core.errors import NotFound, ValidationFailed
 from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.models import EnforcementCase
 from immigrationos.persons.models import Person, RecordLink
-from immigrationos.resolution.models import MatchReview, PersonEvent
+from immigrationos.resolution.model import ModelDoc, expand
+from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel
 from immigrationos.sources.models import SourceRecord
 
 DECISIONS = ("match", "non-match", "unsure")
@@ -63,6 +64,7 @@ class ReviewView:
     review: MatchReview
     left: SourceRecord
     right: SourceRecord
+    contributions: list[dict[str, Any]]
 
     def rows(self) -> list[tuple[str, Any, Any]]:
         keys = [k for k in SHOWN_FIELDS if k in self.left.payload or k in self.right.payload]
@@ -77,7 +79,7 @@ class ReviewView:
             "reason": r.reason,
             "match_weight": r.match_weight,
             "match_probability": r.explanation.get("match_probability"),
-            "contributions": r.explanation.get("contributions", []),
+            "contributions": self.contributions,
             "left": _record_json(self.left),
             "right": _record_json(self.right),
             "fields": [{"field": k, "left": a, "right": b} for k, a, b in self.rows()],
@@ -95,11 +97,23 @@ def _record_json(record: SourceRecord) -> dict[str, Any]:
 
 def show(gateway: Gateway, review_id: str) -> ReviewView:
     review = gateway.get(MatchReview, review_id)
-    return ReviewView(
-        review,
-        gateway.get(SourceRecord, review.record_l),
-        gateway.get(SourceRecord, review.record_r),
-    )
+    left = gateway.get(SourceRecord, review.record_l)
+    right = gateway.get(SourceRecord, review.record_r)
+    parts = _contributions(gateway, review.model_id, review.explanation)
+    return ReviewView(review, left, right, parts)
+
+
+def _contributions(
+    gateway: Gateway, model_id: str | None, explanation: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each comparison's level and weight, labelled from the model that scored the pair."""
+    if not model_id or "weights" not in explanation:
+        return list(explanation.get("contributions", []))
+    stored = gateway.session.get(ResolutionModel, model_id)
+    if stored is None:
+        weights = explanation["weights"].items()
+        return [{"comparison": k, "level": "?", "weight": v} for k, v in weights]
+    return expand(ModelDoc.from_json(stored.document), explanation)
 
 
 def decide(gateway: Gateway, review_id: str, decision: str, reason: str) -> MatchReview:
@@ -192,7 +206,10 @@ def person_view(gateway: Gateway, person_id: str) -> dict[str, Any]:
                 "method": link.method,
                 "match_weight": link.match_weight,
                 "model_version": link.model_version,
-                "explanation": link.explanation,
+                "explanation": {
+                    **{k: v for k, v in link.explanation.items() if k not in ("weights", "tf")},
+                    "contributions": _contributions(gateway, link.model_version, link.explanation),
+                },
                 "linked_at": link.linked_at.isoformat() if link.linked_at else None,
             }
             for link in links

@@ -30,7 +30,7 @@ from immigrationos.persons.models import Person, RecordLink
 from immigrationos.resolution import linking, records
 from immigrationos.resolution.cluster import Clustering, IdPlan, cluster, plan_ids
 from immigrationos.resolution.golden import golden_record, person_columns
-from immigrationos.resolution.model import ModelDoc, Parameters, Score
+from immigrationos.resolution.model import ModelDoc, Parameters
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel, ResolutionRun
 from immigrationos.store.base import Base
 
@@ -416,7 +416,7 @@ class _Writer:
             out[rec] = {
                 "method": "model" if w >= self.doc.link_weight else "review",
                 "partner_record_id": partner,
-                **_explanation(self.params.explain(*self._weights(i)), float(w)),
+                **_explanation(*self._weights(i), float(w)),
             }
         return out
 
@@ -525,7 +525,7 @@ class _Writer:
                     "record_l": a,
                     "record_r": b,
                     "match_weight": round(float(w), 3),
-                    "explanation": _explanation(self.params.explain(*self._weights(i)), float(w)),
+                    "explanation": _explanation(*self._weights(i), float(w)),
                     "status": "open",
                     "run_id": self.run_id,
                     "model_id": self.doc.version,
@@ -606,14 +606,17 @@ def _model_of(table: Table) -> type[Base]:
     raise LookupError(table.name)
 
 
-def _explanation(score: Score, weight: float) -> dict[str, Any]:
-    """What a stored link or review says: weight, probability, each non-missing comparison."""
+def _explanation(weights: dict[str, float], tf: dict[str, float], weight: float) -> dict[str, Any]:
+    """What a stored link or review keeps: the match weight and each comparison's weight.
+
+    Level labels are not stored per record: :func:`model.expand` recovers them from the
+    model version when the explanation is shown.
+    """
     return {
         "match_weight": round(weight, 3),
         "match_probability": round(_prob(weight), 6),
-        "contributions": [
-            c.to_json() for c in score.contributions if c.weight or c.tf_adjustment or c.level_index
-        ],
+        "weights": {k: round(float(v), 4) for k, v in weights.items() if v},
+        "tf": {k: round(float(v), 4) for k, v in tf.items() if v},
     }
 
 
