@@ -98,3 +98,14 @@ def test_levels_on_known_pairs() -> None:
     assert level("given_name", {"given_name": "Hassan"}, {"given_name": "Hussein"}) == (
         "sounds alike only (metaphone)"
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(record, min_size=1, max_size=25))
+def test_columnar_features_equal_row_by_row(rows: list[dict[str, Any]]) -> None:
+    from immigrationos.resolution.records import RAW_SCHEMA, features
+
+    raw = [{"unique_id": f"r{i}", "source_id": "s", **row} for i, row in enumerate(rows)]
+    table = pa.Table.from_pylist(raw, schema=RAW_SCHEMA)
+    expected = pa.Table.from_pylist([feature_row(r) for r in raw], schema=FEATURE_SCHEMA)
+    assert features(table).equals(expected)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from immigrationos.resolution.golden import golden_record, person_columns
 
-
 DAY = "1980-05-04"
 
 

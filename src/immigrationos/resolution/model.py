@@ -56,8 +56,8 @@ DETERMINISTIC_RULES = (
     "l.passport_no = r.passport_no AND l.dob = r.dob",
     "l.given = r.given AND l.family = r.family AND l.dob = r.dob",
 )
-DEFAULT_LINK_WEIGHT = 4.0
-"""Pairs at or above this weight link automatically (probability about 0.94; chosen on
+DEFAULT_LINK_WEIGHT = 6.0
+"""Pairs at or above this weight link automatically (probability about 0.985; chosen on
 synthetic worlds, see docs/resolution.md)."""
 DEFAULT_REVIEW_WEIGHT = 0.0
 """Pairs from here up to the link weight wait for a human decision."""

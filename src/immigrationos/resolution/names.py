@@ -134,6 +134,7 @@ def surname_tokens(family: tuple[str, ...]) -> tuple[str, ...]:
     return kept or family
 
 
+@lru_cache(maxsize=1_000_000)
 def keys(given: str | None, family: str | None, middle: str | None = None) -> NameKeys:
     """All matching keys of one record's name.
 

@@ -15,7 +15,8 @@ Two tables come out of here, both Arrow:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -286,6 +287,7 @@ def parse_dob(text: str | None) -> date | None:
         return None
 
 
+@lru_cache(maxsize=200_000)
 def _dob_keys(text: str | None) -> dict[str, Any]:
     day = parse_dob(text)
     if day is None:
@@ -320,12 +322,10 @@ def _ident(value: str | None) -> str | None:
     return cleaned or None
 
 
-def feature_row(raw: dict[str, Any]) -> dict[str, Any]:
-    """The compared keys of one raw record (see :data:`FEATURE_SCHEMA`)."""
-    k = names.keys(raw.get("given_name"), raw.get("family_name"), raw.get("middle_name"))
+@lru_cache(maxsize=1_000_000)
+def _name_part(given: str | None, family: str | None, middle: str | None) -> dict[str, Any]:
+    k = names.keys(given, family, middle)
     return {
-        "unique_id": raw["unique_id"],
-        "source_id": raw.get("source_id"),
         "given": k.given,
         "given_first": k.given_first,
         "given_joined": k.given_joined,
@@ -338,23 +338,77 @@ def feature_row(raw: dict[str, Any]) -> dict[str, Any]:
         "family_symbols": list(k.family_symbols),
         "family_phonetic": list(k.family_phonetic),
         "family_first_phonetic": names.phonetic(k.family_tokens[0]) if k.family_tokens else None,
-        **_dob_keys(raw.get("birth_date")),
-        "sex": _code(raw.get("sex")) if _code(raw.get("sex")) in {"M", "F"} else None,
-        "nationality": _code(raw.get("nationality")),
-        "a_number": _ident(raw.get("a_number")),
-        "passport_no": _ident(raw.get("passport_no")),
-        "passport_country": _code(raw.get("passport_country")),
-        "fin": _ident(raw.get("fin")),
-        "itin": _ident(raw.get("itin")),
-        "national_id": _ident(raw.get("national_id")),
-        "other_ids": sorted({_ident(v) or "" for v in raw.get("other_ids") or []} - {""}),
     }
 
 
-def features(raw: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:
-    """Normalised keys for every raw record, as an Arrow table in :data:`FEATURE_SCHEMA`."""
-    rows = raw.to_pylist() if isinstance(raw, pa.Table) else list(raw)
-    return pa.Table.from_pylist([feature_row(r) for r in rows], schema=FEATURE_SCHEMA)
+NAME_KEYS = tuple(_name_part(None, None, None))
+DOB_KEYS = ("dob", "dob_swap", "dob_year", "dob_md", "dob_default")
+_CODES = ("nationality", "passport_country")
+_IDS = ("a_number", "passport_no", "fin", "itin", "national_id")
+
+
+def _sex(value: str | None) -> str | None:
+    code = _code(value)
+    return code if code in {"M", "F"} else None
+
+
+def _other_ids(values: list[str] | None) -> list[str]:
+    return sorted({_ident(v) or "" for v in values or []} - {""})
+
+
+def feature_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The compared keys of one raw record (see :data:`FEATURE_SCHEMA`)."""
+    return {
+        "unique_id": raw["unique_id"],
+        "source_id": raw.get("source_id"),
+        **_name_part(raw.get("given_name"), raw.get("family_name"), raw.get("middle_name")),
+        **_dob_keys(raw.get("birth_date")),
+        "sex": _sex(raw.get("sex")),
+        **{c: _code(raw.get(c)) for c in _CODES},
+        **{c: _ident(raw.get(c)) for c in _IDS},
+        "other_ids": _other_ids(raw.get("other_ids")),
+    }
+
+
+def _mapped(values: Iterable[Any], fn: Any) -> list[Any]:
+    """``fn`` of each value, computed once per distinct value (names and dates repeat a lot)."""
+    cache: dict[Any, Any] = {}
+    out = []
+    for v in values:
+        if v not in cache:
+            cache[v] = fn(*v) if isinstance(v, tuple) else fn(v)
+        out.append(cache[v])
+    return out
+
+
+def features(raw: pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Normalised keys for every raw record, as an Arrow table in :data:`FEATURE_SCHEMA`.
+
+    Column by column, each function applied once per distinct value: the same result as
+    :func:`feature_row` on every row (a test checks it), at a fraction of the cost.
+    """
+    table = raw if isinstance(raw, pa.Table) else pa.Table.from_pylist(list(raw))
+    n = table.num_rows
+
+    def col(name: str) -> list[Any]:
+        if name in table.column_names:
+            return table.column(name).to_pylist()
+        return [None] * n
+
+    parts = _mapped(zip(col("given_name"), col("family_name"), col("middle_name")), _name_part)
+    dobs = _mapped(col("birth_date"), _dob_keys)
+    columns: dict[str, list[Any]] = {"unique_id": col("unique_id"), "source_id": col("source_id")}
+    for key in NAME_KEYS:
+        columns[key] = [p[key] for p in parts]
+    for key in DOB_KEYS:
+        columns[key] = [d[key] for d in dobs]
+    columns["sex"] = _mapped(col("sex"), _sex)
+    for key in _CODES:
+        columns[key] = _mapped(col(key), _code)
+    for key in _IDS:
+        columns[key] = [_ident(v) for v in col(key)]
+    columns["other_ids"] = [_other_ids(v) for v in col("other_ids")]
+    return pa.table({k: columns[k] for k in FEATURE_COLUMNS}, schema=FEATURE_SCHEMA)
 
 
 def a_number_digits(value: str | None) -> str:
