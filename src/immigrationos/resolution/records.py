@@ -15,10 +15,10 @@ Two tables come out of here, both Arrow:
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -395,7 +395,8 @@ def features(raw: pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:
             return table.column(name).to_pylist()
         return [None] * n
 
-    parts = _mapped(zip(col("given_name"), col("family_name"), col("middle_name")), _name_part)
+    triples = zip(col("given_name"), col("family_name"), col("middle_name"), strict=True)
+    parts = _mapped(triples, _name_part)
     dobs = _mapped(col("birth_date"), _dob_keys)
     columns: dict[str, list[Any]] = {"unique_id": col("unique_id"), "source_id": col("source_id")}
     for key in NAME_KEYS:
