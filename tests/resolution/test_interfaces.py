@@ -91,3 +91,45 @@ def test_cli_run_status_export_evaluate_person(
     assert shown.exit_code == 0 and json.loads(shown.output)["person_id"] == person
     missing = runner.invoke(cli, ["resolve", "evaluate", "--truth", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 1 and "nope.csv" in missing.output
+
+
+def test_api_links_a_new_record_without_a_full_run(client: TestClient) -> None:
+    client.post("/api/resolution/runs", json={}, auth=ANALYST, headers=PURPOSE)
+    export = client.get("/api/resolution/export", auth=ANALYST, headers=PURPOSE).text.splitlines()
+    person = export[1].rsplit(",", 1)[1]
+    view = client.get(f"/api/persons/{person}/resolution", auth=ANALYST, headers=PURPOSE).json()
+    golden = view["golden"]
+    record = {
+        key: golden[key]["value"]
+        for key in ("given_name", "family_name", "birth_date", "sex", "nationality", "a_number",
+                    "passport_no")
+        if key in golden
+    }  # fmt: skip
+    linked = client.post("/api/resolution/link", json=record, auth=ANALYST, headers=PURPOSE)
+    assert linked.status_code == 200, linked.text
+    decision = linked.json()
+    assert decision["band"] in {"linked", "review"} and decision["persisted"] is False
+    if decision["band"] == "linked":
+        assert decision["person_id"] == person
+    stranger = {"given_name": "Zebulon", "family_name": "Quixotefield", "birth_date": "1901-02-03"}
+    alone = client.post("/api/resolution/link", json=stranger, auth=ANALYST, headers=PURPOSE)
+    assert alone.json()["band"] == "new"
+    again = client.post("/api/resolution/link", json={"record_id": view["links"][0]["record_id"]},
+                        auth=ANALYST, headers=PURPOSE)  # fmt: skip
+    assert again.status_code == 422 and "already in person" in again.json()["detail"]
+
+
+def test_cli_links_one_record(
+    world: tuple[Runtime, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, _ = world
+    monkeypatch.setenv("IMMOS_MODE", "demo")
+    monkeypatch.setenv("IMMOS_DATA_DIR", str(rt.settings.data_dir))
+    monkeypatch.setenv("IMMOS_DATABASE_URL", rt.settings.database_url)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["resolve", "run"]).exit_code == 0
+    record = tmp_path / "encounter.json"
+    record.write_text(json.dumps({"given_name": "Zebulon", "family_name": "Quixotefield"}))
+    linked = runner.invoke(cli, ["resolve", "link", str(record), "--json"])
+    assert linked.exit_code == 0, linked.output
+    assert json.loads(linked.output)["band"] == "new"

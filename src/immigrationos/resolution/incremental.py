@@ -105,6 +105,7 @@ def parse_rule(label: str, sql: str) -> list[Probe]:
 
 
 def probes_of(rules: Iterable[tuple[str, str]] = BLOCKING_RULES) -> list[Probe]:
+    """Every probe of the (label, SQL) blocking rules, in rule order."""
     return [p for label, sql in rules for p in parse_rule(label, sql)]
 
 
@@ -321,7 +322,10 @@ class LinkIndex:
         if unique_id in self._added_uids:
             return self._added_uids[unique_id]
         k = np.uint64(value_hash(unique_id))
-        lo, hi = np.searchsorted(self._uid_keys, k, "left"), np.searchsorted(self._uid_keys, k, "right")
+        lo, hi = (
+            np.searchsorted(self._uid_keys, k, "left"),
+            np.searchsorted(self._uid_keys, k, "right"),
+        )
         for row in self._uid_rows[lo:hi]:
             if self._table.column("unique_id")[int(row)].as_py() == unique_id:
                 return int(row)
@@ -336,7 +340,7 @@ class LinkIndex:
         return int(self._base_codes[row]) if row < base else self._added_codes[row - base]
 
     def _rows(self, rows: Rows) -> list[dict[str, Any]]:
-        """Feature rows by row number, in the order given."""
+        """Feature rows by row number; ``rows`` sorted, so indexed rows come before added."""
         base = self._table.num_rows
         old = rows[rows < base]
         fetched = self._table.take(pa.array(old)).to_pylist() if len(old) else []
@@ -367,11 +371,13 @@ class LinkIndex:
         timer = _Timer()
         row = feature_row(dict(raw))
         timer.mark("features")
-        return self.link_features(row, timer)
+        return self._link(row, timer)
 
-    def link_features(self, row: Mapping[str, Any], timer: _Timer | None = None) -> LinkDecision:
+    def link_features(self, row: Mapping[str, Any]) -> LinkDecision:
         """As :meth:`link`, for a record whose feature row is already computed."""
-        timer = timer or _Timer()
+        return self._link(row, _Timer())
+
+    def _link(self, row: Mapping[str, Any], timer: _Timer) -> LinkDecision:
         rows, skipped = self.candidates(row)
         partners = self._rows(rows)
         timer.mark("candidates")
@@ -409,7 +415,9 @@ class LinkIndex:
         timer.mark("decision")
         explanation = _explain(reason, top, ranked, pairs, skipped, timer)
         weight = top.score.match_weight if top else None
-        return LinkDecision(band, person, weight, top.score.probability if top else None, explanation)
+        return LinkDecision(
+            band, person, weight, top.score.probability if top else None, explanation
+        )
 
     # -- maintenance ----------------------------------------------------------------------------
 
@@ -470,12 +478,16 @@ def _explain(
 ) -> dict[str, Any]:
     return {
         "reason": reason,
-        "partner_record": top.record_id if top else None,
+        "partner_record_id": top.record_id if top else None,
         "contributions": [c.to_json() for c in top.score.contributions] if top else [],
         "candidates": pairs,
         "persons_considered": len(ranked),
         "persons": [
-            {"person_id": c.person_id, "record": c.record_id, "match_weight": round(c.score.match_weight, 4)}
+            {
+                "person_id": c.person_id,
+                "record": c.record_id,
+                "match_weight": round(c.score.match_weight, 4),
+            }
             for c in ranked[:EXPLAINED_PERSONS]
         ],
         "blocks_skipped": skipped,

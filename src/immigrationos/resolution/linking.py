@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from immigrationos.core.errors import ValidationFailed
 from immigrationos.resolution.comparisons import Dialect
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
@@ -123,9 +124,18 @@ def train(
         list(DETERMINISTIC_RULES), recall=0.8
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+    skipped = {}
     for rule in EM_RULES:
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True, max_pairs=2e6
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=True, max_pairs=2e6
+            )
+        except ValueError as exc:  # Splink refuses an m that reached 0 on tiny inputs
+            skipped[rule] = str(exc)[:200]
+    if len(skipped) == len(EM_RULES):
+        raise ValidationFailed(
+            f"EM could not train on {sample.num_rows} records ({'; '.join(skipped.values())}); "
+            "resolve with the shipped model instead, or train on more records"
         )
     label_rows = [
         {"unique_id_l": a, "unique_id_r": b, "clerical_match_score": s} for a, b, s in labels
@@ -139,6 +149,7 @@ def train(
         "records": features.num_rows,
         "sampled_records": sample.num_rows,
         "em_rules": list(EM_RULES),
+        "em_rules_skipped": skipped,
         "deterministic_rules": list(DETERMINISTIC_RULES),
         "labels": len(label_rows),
         "labels_used_for_m": used_labels,

@@ -693,6 +693,15 @@ def current_index(gateway: Gateway) -> tuple[pa.Table, dict[str, str], ModelDoc]
     return records.features(raw), person_of, active_model(gateway)
 
 
+def build_link_index(gateway: Gateway) -> Any:
+    """The in-memory index of the current person index, for incremental linking."""
+    from immigrationos.resolution.incremental import LinkIndex
+
+    features, person_of, doc = current_index(gateway)
+    retired = _ids(gateway, select(Person.id).where(Person.status != "active"), Person)
+    return LinkIndex.build(features, person_of, doc, known_person_ids=retired)
+
+
 def link_record(gateway: Gateway, raw: dict[str, Any], index: Any = None) -> dict[str, Any]:
     """Link one record to the index without a full run (see :mod:`.incremental`).
 
@@ -702,14 +711,18 @@ def link_record(gateway: Gateway, raw: dict[str, Any], index: Any = None) -> dic
     uncertain pair queued). Without it the decision is only reported (and audited).
     """
     from immigrationos.audit.events import RecordLinked
-    from immigrationos.resolution.incremental import LinkIndex
     from immigrationos.sources.models import SourceRecord
 
     if index is None:
-        features, person_of, doc = current_index(gateway)
-        index = LinkIndex.build(features, person_of, doc)
+        index = build_link_index(gateway)
     record_id = raw.get("record_id")
     if record_id:
+        current = _current_links(gateway)
+        if str(record_id) in current:
+            raise ValidationFailed(
+                f"record {record_id} is already in person {current[str(record_id)]}; "
+                "`immos resolve run` re-resolves linked records"
+            )
         raw = records.raw_of(gateway, gateway.get(SourceRecord, str(record_id)))
     else:
         raw = {"unique_id": "query", **raw}
