@@ -177,17 +177,23 @@ def floor_m(settings: dict[str, Any]) -> None:
 
 
 def neutralise_untrained(settings: dict[str, Any]) -> list[str]:
-    """Give levels the data could not train (no pairs reached them) a weight of zero.
+    """Levels EM could not train: m from the floor when u is known, else a weight of zero.
 
-    An untrained level must not count for or against a match; it is listed in the model's
-    training record so that the gap is visible (train on data that has the field to fill it).
+    A level no random pair reached (u unknown) must not count for or against a match; it is
+    listed in the model's training record so that the gap is visible (train on data that
+    has the field to fill it).
     """
     names = []
     for comparison in settings["comparisons"]:
         for level in comparison["comparison_levels"]:
             if level.get("is_null_level"):
                 continue
-            if level.get("m_probability") is None or level.get("u_probability") is None:
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if m is None and u is not None:
+                # Seen among random pairs but never among the pairs EM took as matches:
+                # evidence against a match, as strong as the floor allows.
+                level["m_probability"] = M_FLOOR
+            elif u is None:
                 level["m_probability"] = level["u_probability"] = 1e-3
                 names.append(f"{comparison['output_column_name']}: {level['label_for_charts']}")
     return names

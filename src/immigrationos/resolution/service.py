@@ -52,6 +52,8 @@ class Resolved:
     pairs: pa.Table
     clustering: Clustering
     seconds: dict[str, float] = field(default_factory=dict)
+    doc: ModelDoc | None = None
+    """The model as applied (its prior scaled to the input size)."""
 
 
 def resolve_table(
@@ -68,6 +70,7 @@ def resolve_table(
     started = time.perf_counter()
     say("normalising names")
     feats = records.features(raw)
+    doc = doc.for_records(feats.num_rows)
     timings["features"] = time.perf_counter() - started
     say("scoring candidate pairs")
     pairs = linking.predict(feats, doc, backend, doc.review_weight)
@@ -87,7 +90,7 @@ def resolve_table(
         cannot_link or [],
     )
     timings["cluster"] = time.perf_counter() - started - sum(timings.values())
-    return Resolved(feats, pairs, clustering, timings)
+    return Resolved(feats, pairs, clustering, timings, doc)
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -174,6 +177,7 @@ class RunReport:
     cases_held: int
     withheld: dict[str, str]
     seconds: dict[str, float]
+    prior: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -190,6 +194,7 @@ class RunReport:
             "records moved": self.plan.moved_records,
             "pairs queued for review": self.reviews_queued,
             "cases held for identity review": self.cases_held,
+            "prior (two random records match)": f"{self.prior:.3g}",
             "sources left out": "; ".join(f"{k}: {v}" for k, v in self.withheld.items()) or "none",
             "seconds": round(sum(self.seconds.values()), 2),
         }
@@ -229,7 +234,8 @@ def run(
     previous = _current_links(gateway)
     existing = _ids(gateway, select(Person.id), Person)
     plan = plan_ids(resolved.clustering.members(), previous, existing)
-    writer = _Writer(gateway, run_id, doc, extracted.table, resolved, plan, previous)
+    applied = resolved.doc or doc
+    writer = _Writer(gateway, run_id, applied, extracted.table, resolved, plan, previous)
     writer.write()
     seconds["write"] = time.perf_counter() - write_started
     report = RunReport(
@@ -244,6 +250,7 @@ def run(
         cases_held=writer.cases_held,
         withheld=extracted.withheld,
         seconds={k: round(v, 2) for k, v in seconds.items()},
+        prior=float(applied.splink["probability_two_random_records_match"]),
     )
     _finish(gateway, report)
     return report
@@ -699,7 +706,8 @@ def build_link_index(gateway: Gateway) -> Any:
 
     features, person_of, doc = current_index(gateway)
     retired = _ids(gateway, select(Person.id).where(Person.status != "active"), Person)
-    return LinkIndex.build(features, person_of, doc, known_person_ids=retired)
+    applied = doc.for_records(features.num_rows)
+    return LinkIndex.build(features, person_of, applied, known_person_ids=retired)
 
 
 def link_record(gateway: Gateway, raw: dict[str, Any], index: Any = None) -> dict[str, Any]:
