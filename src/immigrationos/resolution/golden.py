@@ -59,6 +59,25 @@ def _provenance(record: Mapping[str, Any], value: Any) -> dict[str, Any]:
     }
 
 
+def _day(record: Mapping[str, Any]) -> int:
+    """The record's date as YYYYMMDD (0 when unknown), for "newest first"."""
+    text = str(record.get("observed_on") or "")
+    return int(text[:10].replace("-", "")) if text[:4].isdigit() else 0
+
+
+def _ordered(attribute: str, groups: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
+    """Values by: not a 1 January default, most support, best source, newest record."""
+    real_years = {k[:4] for k in groups if not k.endswith("-01-01")}
+
+    def order(key: str) -> tuple[bool, int, int, int]:
+        default = attribute == "birth_date" and key.endswith("-01-01") and key[:4] in real_years
+        members = groups[key]
+        priority = min(SOURCE_PRIORITY.get(str(r.get("source_id")), 50) for r in members)
+        return (default, -len(members), priority, -max(_day(r) for r in members))
+
+    return sorted(groups, key=order)
+
+
 def survive(attribute: str, records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The surviving value of ``attribute`` with its provenance and the conflicting values."""
     norm = ATTRIBUTES[attribute]
@@ -69,15 +88,7 @@ def survive(attribute: str, records: Iterable[Mapping[str, Any]]) -> dict[str, A
             groups[norm(str(value))].append(record)
     if not groups:
         return None
-    real_years = {k[:4] for k in groups if not k.endswith("-01-01")}
-
-    def order(key: str) -> tuple[bool, int, int, str]:
-        default = attribute == "birth_date" and key.endswith("-01-01") and key[:4] in real_years
-        priority, observed = min(_rank(r) for r in groups[key])
-        newest = "".join(chr(255 - ord(c)) for c in observed)
-        return (default, -len(groups[key]), priority, newest)
-
-    keys = sorted(groups, key=order)
+    keys = _ordered(attribute, groups) if len(groups) > 1 else list(groups)
     chosen = min(groups[keys[0]], key=lambda r: (_rank(r)[0], r["unique_id"]))
     out = _provenance(chosen, chosen.get(attribute))
     out["support"] = len(groups[keys[0]])
