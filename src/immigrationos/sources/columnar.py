@@ -138,6 +138,15 @@ def csv_blocks(path: Path, definition: SourceDefinition, size: int = BLOCK_ROWS)
                 first += len(lines)
 
 
+def blocks(location: str | Path, definition: SourceDefinition, size: int) -> Iterator[Block]:
+    """An input in blocks: columnar where the format and definition allow, else rows."""
+    if vectorisable(definition) and definition.format == "csv":
+        return csv_blocks(Path(location), definition, size)
+    if vectorisable(definition) and definition.format == "parquet":
+        return parquet_blocks(Path(location), definition, size)
+    return row_blocks(location, definition, size)
+
+
 def row_blocks(
     location: str | Path, definition: SourceDefinition, size: int = BLOCK_ROWS
 ) -> Iterator[Block]:
@@ -203,6 +212,11 @@ def _all(*conditions: pa.Array) -> pa.Array:
 def any_of(conditions: list[pa.Array], n: int) -> pa.Array:
     """True where any of ``conditions`` is (nulls count as false); all false when none."""
     return _any(*conditions) if conditions else _false(n)
+
+
+def all_of(conditions: list[pa.Array], n: int) -> pa.Array:
+    """True where every one of ``conditions`` is (nulls count as false); all true when none."""
+    return _all(*conditions) if conditions else pa.array([True] * n, pa.bool_())
 
 
 def _false(n: int) -> pa.Array:

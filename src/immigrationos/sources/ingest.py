@@ -7,22 +7,27 @@ The pipeline, per block of rows (memory bounded by the block, not the file):
 2. validate and clean against the definition (vector checks, with the row validator of
    :mod:`.validate` as the authority); a refused row is quarantined with its reason, message
    and original bytes: nothing is dropped;
-3. plan (:mod:`.plan`, pure): a content-derived id per row; an unchanged row is recognised,
-   a changed row becomes the next version pointing at the one it supersedes;
+3. plan (:mod:`.plan`): payload JSON, content hashes and repeated keys set-based; a
+   content-derived id per row; an unchanged row is recognised, a changed row becomes the
+   next version pointing at the one it supersedes;
 4. write: records, quarantine rows and the facts the new records imply, at driver speed;
    facts of superseded versions retired, facts of unchanged rows marked seen again.
 
-After the last block, addresses shared by many people are flagged. Every write passes the
-gateway and is audited. The batch report always reconciles:
-``read == loaded + unchanged + quarantined``.
+Steps 1 and 2 (and the database-free part of 3) run in a background thread a bounded number
+of blocks ahead of the writer (:mod:`.pipeline`). A large input into empty tables has their
+plain indexes (and on PostgreSQL the foreign keys between them) dropped first and rebuilt
+after the last block, inside the same transaction. After the last block, addresses shared by
+many people are flagged. Every write passes the gateway and is audited. The batch report
+always reconciles: ``read == loaded + unchanged + quarantined``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -34,7 +39,7 @@ from immigrationos.core.ids import file_sha256, new_id
 from immigrationos.facts.models import Address
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import Identifier
-from immigrationos.sources import columnar, readers
+from immigrationos.sources import readers
 from immigrationos.sources.definition import FactMapping, SourceDefinition, parse_definition
 from immigrationos.sources.derivers import DERIVERS
 from immigrationos.sources.mapping import fact_tables, flat_columns, flat_rows, table_model
@@ -45,21 +50,28 @@ from immigrationos.sources.models import (
     Source,
     SourceRecord,
 )
+from immigrationos.sources.pipeline import Prefetch, ProcessPrefetch, ReaderUnavailable
 from immigrationos.sources.plan import (
     BatchReport,
     ChunkPlan,
     ColumnPlan,
     Known,
-    outcome_keys,
-    plan_chunk,
-    plan_columns,
-    row_outcomes,
+    Lookup,
+    Prepared,
+    plan_prepared,
+    prepared_input,
 )
 from immigrationos.sources.registry import agreement_in_force
-from immigrationos.sources.seen import SeenKeys
-from immigrationos.sources.validate import RowValidator
+from immigrationos.store import bulk
+from immigrationos.store.base import Base
 
 Progress = Callable[[int], None]
+#: An input at least this large, loaded into empty tables, has their plain indexes dropped
+#: first and rebuilt once at the end (sorting once beats maintaining them row by row).
+DEFER_INDEXES_BYTES = 8 * 2**20
+#: An input file at least this large is read and validated by a separate process (a second
+#: or so to start; no lock shared with the writer), a smaller one by a thread.
+READ_AHEAD_PROCESS_BYTES = 8 * 2**20
 #: An address shared by more distinct people than this is flagged (a mail drop, a shelter,
 #: a placeholder) and never used as evidence of where one of them lives.
 REUSED_ADDRESS_THRESHOLD = 20
@@ -99,7 +111,6 @@ class Ingest:
         self.definition, self.agreement = definition_of(session, source_id)
         if format_override:
             self.definition = self.definition.model_copy(update={"format": format_override})
-        self.validate = RowValidator(self.definition)
         self.fact_models = [table_model(t) for t in fact_tables(self.definition)]
 
     def run(
@@ -108,47 +119,80 @@ class Ingest:
         """Read, validate, load, derive; return the reconciled report."""
         batch = self._start()
         report = BatchReport(batch.id, self.definition.id)
-        with SeenKeys() as seen:
-            self._blocks_into(batch.id, report, seen, chunk_rows, progress)
+        deferred = self._defer_indexes()
+        self._blocks_into(batch.id, report, chunk_rows, progress)
+        bulk.recreate_indexes(self.session.connection(), deferred)
         self._after_blocks(report)
         self._finish(batch, report)
         return report
 
     def _blocks_into(
-        self,
-        batch_id: str,
-        report: BatchReport,
-        seen: SeenKeys,
-        chunk_rows: int,
-        progress: Progress | None,
+        self, batch_id: str, report: BatchReport, chunk_rows: int, progress: Progress | None
     ) -> None:
-        """Plan and write every block of the input."""
-        key_fields = self.definition.key_fields
+        """Plan and write every block of the input, read and validated ahead of the writer."""
         where = str(self.location)
-
         first_load = not self._has_records()
 
-        def lookup(keys: list[str]) -> Known:
-            # Earlier versions come from the store. On a source's first load there are none;
-            # keys repeated within this input are caught by ``seen`` instead.
-            return {} if first_load else _latest_versions(self.gateway, self.definition.id, keys)
+        def stored(keys: list[str]) -> Known:
+            return _latest_versions(self.gateway, self.definition.id, keys)
 
-        for block in self._blocks(chunk_rows):
-            if block.table is not None:
-                plan = plan_columns(
-                    block, self.validate, self.definition, batch_id, where, lookup, report, seen
-                )
-                size = block.table.num_rows
-            else:
-                outcomes = row_outcomes(block.rows or [], self.validate)
-                known = lookup(sorted(set(outcome_keys(outcomes, key_fields))))
-                plan = plan_chunk(
-                    outcomes, key_fields, self.definition.id, batch_id, where, known, report, seen
-                )
-                size = len(outcomes)
+        # Earlier versions come from the store. On a source's first load there are none;
+        # keys repeated within this input are caught when blocks are prepared instead.
+        lookup = None if first_load else stored
+        args = (self.location, self.definition, chunk_rows)
+        # A large file is read by a process (no lock shared with the writer), else by a
+        # thread; a process that cannot start hands over nothing, so a thread takes over.
+        if self._input_bytes() >= READ_AHEAD_PROCESS_BYTES:
+            try:
+                with ProcessPrefetch(prepared_input, args) as ahead:
+                    self._write_blocks(ahead, batch_id, where, lookup, report, progress)
+                report.reader_peak_rss_mib = ahead.peak_rss_mib
+                return
+            except ReaderUnavailable:
+                pass
+        with Prefetch(prepared_input(*args)) as blocks:
+            self._write_blocks(blocks, batch_id, where, lookup, report, progress)
+
+    def _write_blocks(
+        self,
+        blocks: Iterable[Prepared],
+        batch_id: str,
+        where: str,
+        lookup: Lookup,
+        report: BatchReport,
+        progress: Progress | None,
+    ) -> None:
+        for ready in blocks:
+            plan = plan_prepared(ready, self.definition, batch_id, where, lookup, report)
             self._write(plan, report)
             if progress:
-                progress(size)
+                progress(ready.size)
+
+    def _input_bytes(self) -> int:
+        """The input file's size (0 for a database query)."""
+        location = Path(self.location)
+        if self.definition.format == "postgresql" or not location.is_file():
+            return 0
+        return location.stat().st_size
+
+    def _defer_indexes(self) -> list[str]:
+        """For a large input into empty tables: drop their plain indexes (and on PostgreSQL
+        the foreign keys between them), return the DDL that rebuilds them after the last block.
+
+        All in this transaction: a failed load leaves them as they were, and adding a foreign
+        key back checks every row, so nothing unchecked is ever committed."""
+        if self._input_bytes() < DEFER_INDEXES_BYTES:
+            return []
+        models: list[type[Base]] = [SourceRecord, *self.fact_models]
+        empty = [m.__tablename__ for m in models if self._empty(m)]
+        connection = self.session.connection()
+        indexes = bulk.drop_secondary_indexes(connection, empty)
+        return indexes + bulk.drop_foreign_keys(connection, empty)
+
+    def _empty(self, model: type[Base]) -> bool:
+        """Whether a table holds no row at all (one id looked for, audited, no values read)."""
+        stmt = select(model.__table__.c.id).limit(1)
+        return not self.gateway.rows(stmt, model, params={"lookup": "table-empty"})
 
     def _has_records(self) -> bool:
         """Whether the source holds any record yet (a count of ids, audited, no values read)."""
@@ -160,15 +204,6 @@ class Ingest:
                 params={"source": self.definition.id, "lookup": "any-records"},
             )
         )
-
-    def _blocks(self, size: int) -> Iterator[columnar.Block]:
-        """The input in blocks: columnar where the format and definition allow, else rows."""
-        definition, path = self.definition, Path(self.location)
-        if columnar.vectorisable(definition) and definition.format == "csv":
-            return columnar.csv_blocks(path, definition, size)
-        if columnar.vectorisable(definition) and definition.format == "parquet":
-            return columnar.parquet_blocks(path, definition, size)
-        return columnar.row_blocks(self.location, definition, size)
 
     def _start(self) -> IngestBatch:
         path = Path(self.location)
@@ -219,16 +254,15 @@ class Ingest:
     def _write_columns(self, columns: ColumnPlan, report: BatchReport) -> None:
         """A columnar block's new records and the facts they imply, column by column."""
         records = columns.records
-        self.gateway.insert_columns(SourceRecord, records)
         if not records["id"]:
             return
+        self.gateway.insert_columns(SourceRecord, records)
         seen_at = records["ingested_at"][0]
+        ids = pa.array(records["id"], pa.string())
         for mapping in self.definition.facts:
             if mapping.deriver:  # nested sources never take the columnar path
                 raise AssertionError(f"deriver {mapping.deriver!r} on a columnar block")
-            facts = flat_columns(
-                mapping, records["id"], self.definition.id, seen_at, columns.fields
-            )
+            facts = flat_columns(mapping, ids, self.definition.id, seen_at, columns.fields)
             report.derived[mapping.table] += self.gateway.insert_columns(
                 table_model(mapping.table), facts
             )

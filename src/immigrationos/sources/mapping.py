@@ -14,6 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import (
     Boolean,
     Date,
@@ -30,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.dml import Insert
 
+from immigrationos.sources import columnar
 from immigrationos.sources.definition import FactMapping, SourceDefinition
 from immigrationos.sources.models import SourceRecord
 from immigrationos.store.base import Base, UTCDateTime
@@ -158,33 +161,39 @@ def flat_rows(
 
 def flat_columns(
     mapping: FactMapping,
-    record_ids: list[str],
+    record_ids: pa.Array,
     source_id: str,
     seen_at: Any,
-    fields: dict[str, list[Any]],
-) -> dict[str, list[Any]]:
+    fields: dict[str, pa.Array],
+) -> dict[str, Any]:
     """The facts one flat mapping derives from a columnar block's new records, by column.
 
     The columnar counterpart of :func:`flat_rows` (same facts; the mapping test holds both
-    to the SQL plan).
+    to the SQL plan), computed with Arrow kernels: ``id`` comes back as a list (the audit
+    entry names every id), every other column as an Arrow array or a list.
     """
     table = table_model(mapping.table).__table__
     literals = {t: s[1:] for t, s in mapping.columns.items() if s.startswith("=")}
     sources = {t: s for t, s in mapping.columns.items() if not s.startswith("=")}
     required = [*mapping.require, *(s for t, s in sources.items() if not table.c[t].nullable)]
-    keep = [i for i in range(len(record_ids)) if all(fields[f][i] is not None for f in required)]
-    count = len(keep)
-    columns: dict[str, list[Any]] = {
-        "id": [f"{record_ids[i]}/{mapping.suffix}" for i in keep],
-        "source_record_id": [record_ids[i] for i in keep],
-        "source_id": [source_id] * count,
+    keep = pc.indices_nonzero(
+        columnar.all_of([pc.is_valid(fields[f]) for f in dict.fromkeys(required)], len(record_ids))
+    )
+    kept_ids = pc.take(record_ids, keep)
+    count = len(kept_ids)
+    columns: dict[str, Any] = {
+        "id": pc.binary_join_element_wise(kept_ids, "/" + mapping.suffix, "").to_pylist(),
+        "source_record_id": kept_ids,
+        "source_id": pa.array([source_id] * count, pa.string()),
         "first_seen_at": [seen_at] * count,
         "last_seen_at": [seen_at] * count,
     }
-    columns.update({t: [value] * count for t, value in literals.items()})
+    for target, value in literals.items():
+        columns[target] = pa.array([value] * count, pa.string())
     for target, source in sources.items():
-        values = [fields[source][i] for i in keep]
+        values = pc.take(fields[source], keep)
         if isinstance(table.c[target].type, UTCDateTime | DateTime):
-            values = [_parse_time(v) for v in values]
-        columns[target] = values
+            columns[target] = [_parse_time(v) for v in values.to_pylist()]
+        else:
+            columns[target] = values
     return columns

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
@@ -44,6 +45,8 @@ class BatchReport:
     dropped_fields: Counter[str] = field(default_factory=Counter)
     flagged: Counter[str] = field(default_factory=Counter)
     derived: Counter[str] = field(default_factory=Counter)
+    #: Peak memory of the process that read the input, when one did (not stored).
+    reader_peak_rss_mib: float | None = None
 
     @property
     def reconciles(self) -> bool:
@@ -144,6 +147,37 @@ def _quarantine(
     )
 
 
+@dataclass
+class Sighted:
+    """The row path's valid outcomes serialised (key, payload, flags, hash), and for each the
+    hash its key had first in this input and whether the key came before."""
+
+    serialised: list[tuple[str, RawJSON, RawJSON, str]]
+    firsts: list[str]
+    repeats: list[bool]
+
+
+def _serialise_rows(
+    outcomes: list[Outcome], key_fields: list[str]
+) -> list[tuple[str, RawJSON, RawJSON, str]]:
+    """Key, payload and flags JSON and content hash of each valid outcome."""
+    return [
+        (
+            record_key_of(o.cleaned.payload, key_fields),
+            *_serialised(o.cleaned.payload, o.cleaned.flags),
+        )
+        for o in outcomes
+        if o.cleaned is not None
+    ]
+
+
+def sight_rows(outcomes: list[Outcome], key_fields: list[str], seen: SeenKeys | None) -> Sighted:
+    """Serialise and hash the valid outcomes, and check them against earlier rows (``seen``)."""
+    serialised = _serialise_rows(outcomes, key_fields)
+    firsts, repeats = _first_hashes(seen, [s[0] for s in serialised], [s[3] for s in serialised])
+    return Sighted(serialised, firsts, repeats)
+
+
 def plan_chunk(
     outcomes: list[Outcome],
     key_fields: list[str],
@@ -153,21 +187,19 @@ def plan_chunk(
     known: Known,
     report: BatchReport,
     seen: SeenKeys | None = None,
+    sighted: Sighted | None = None,
 ) -> ChunkPlan:
-    """Decide, without writing, what each validated row becomes; updates ``known``.
+    """Decide, without writing, what each validated row becomes.
 
     ``seen`` spans the blocks of one batch: a later row with the same key and other values is
-    quarantined as ``duplicate-key``; loading it would make a new version at every re-run of
-    the same file. Without it, repeats are caught within this chunk only.
+    quarantined as ``duplicate-key`` (loading it would make a new version at every re-run of
+    the same file); the same row again counts as unchanged. Without it, repeats are caught
+    within this chunk only. ``sighted`` is :func:`sight_rows` done already (ingest does it
+    ahead, in its reading thread).
     """
     plan, now = ChunkPlan(), utcnow()
-    prepared = []
-    for outcome in outcomes:
-        if outcome.cleaned is not None:
-            key = record_key_of(outcome.cleaned.payload, key_fields)
-            prepared.append((key, *_serialised(outcome.cleaned.payload, outcome.cleaned.flags)))
-    firsts = iter(_first_hashes(seen, [p[0] for p in prepared], [p[3] for p in prepared]))
-    serialised = iter(prepared)
+    sighted = sighted or sight_rows(outcomes, key_fields, seen)
+    serialised = iter(enumerate(sighted.serialised))
     for outcome in outcomes:
         report.read += 1
         cleaned = outcome.cleaned
@@ -177,8 +209,8 @@ def plan_chunk(
         report.dropped_fields.update(cleaned.dropped)
         if cleaned.flags:
             report.flagged.update(cleaned.flags.keys())
-        key, payload_json, flags_json, digest = next(serialised)
-        if next(firsts) != digest:
+        position, (key, payload_json, flags_json, digest) = next(serialised)
+        if sighted.firsts[position] != digest:
             problem = Problem(
                 "duplicate-key",
                 key_fields[0],
@@ -187,16 +219,18 @@ def plan_chunk(
             duplicate = outcome._replace(problem=problem)
             _quarantine(plan, report, batch_id, source_id, where, duplicate, now)
             continue
+        if sighted.repeats[position]:  # the same row again: its first occurrence decided
+            report.unchanged += 1
+            continue
         previous = known.get(key)
         if previous and previous[1] == digest:
             report.unchanged += 1
             plan.unchanged.append(previous[2])
             continue
         version = previous[0] + 1 if previous else 1
-        new_id_ = record_id(source_id, key, version, digest)
         plan.records.append(
             {
-                "id": new_id_,
+                "id": record_id(source_id, key, version, digest),
                 "source_id": source_id,
                 "record_key": key,
                 "version": version,
@@ -212,16 +246,22 @@ def plan_chunk(
         plan.payloads.append(cleaned.payload)
         if previous:
             plan.superseded.append(previous[2])
-        known[key] = (version, digest, new_id_)
         report.loaded += 1
     return plan
 
 
-def _first_hashes(seen: SeenKeys | None, keys: list[str], digests: list[str]) -> list[str]:
+def _first_hashes(
+    seen: SeenKeys | None, keys: list[str], digests: list[str]
+) -> tuple[list[str], list[bool]]:
+    """Per row: the hash its key had first in this input, and whether the key came before."""
     if seen is not None:
         return seen.first_hashes(keys, digests)
     first: dict[str, str] = {}
-    return [first.setdefault(k, d) for k, d in zip(keys, digests, strict=True)]
+    repeats = []
+    for key, digest in zip(keys, digests, strict=True):
+        repeats.append(key in first)
+        first.setdefault(key, digest)
+    return [first[k] for k in keys], repeats
 
 
 # -- the columnar planner ----------------------------------------------------------------------
@@ -229,32 +269,52 @@ def _first_hashes(seen: SeenKeys | None, keys: list[str], digests: list[str]) ->
 #: Characters JSON must escape. Rows holding any go the row path, so the JSON assembled from
 #: columns below is byte for byte what orjson writes for the same values.
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
-Lookup = Callable[[list[str]], Known]
+#: Earlier versions of some keys (None on a source's first load: there are none).
+Lookup = Callable[[list[str]], Known] | None
 
 
 @dataclass
 class ColumnPlan:
-    """New record versions of a columnar block, column by column, with their cleaned values."""
+    """New record versions of a columnar block, column by column, with their cleaned values.
 
-    records: dict[str, list[Any]]
-    fields: dict[str, list[Any]]
+    ``records`` holds Arrow arrays (``id`` as a list: the audit entry names every id);
+    ``fields`` the cleaned values of the same rows, by field name.
+    """
+
+    records: dict[str, Any]
+    fields: dict[str, pa.Array]
 
 
 _duckdb = threading.local()
 
 
-def _sha256(texts: pa.Array) -> list[str]:
-    """Hex SHA-256 of each string, computed in DuckDB (vectorised C++, same bytes as UTF-8)."""
+def _duck() -> duckdb.DuckDBPyConnection:
     connection = getattr(_duckdb, "connection", None)
     if connection is None:
         connection = _duckdb.connection = duckdb.connect()
+    return connection
+
+
+def _release_duck() -> None:
+    connection = getattr(_duckdb, "connection", None)
+    if connection is not None:
+        connection.close()
+        del _duckdb.connection
+
+
+def _sha256(texts: pa.Array, prefix: str = "", width: int = 64) -> pa.Array:
+    """``prefix`` + the first ``width`` hex digits of each string's SHA-256, in DuckDB
+    (vectorised C++, same bytes as UTF-8)."""
+    connection = _duck()
     connection.register("texts", pa.table({"t": texts}))
     try:
-        result = connection.sql("SELECT sha256(t) AS h FROM texts").to_arrow_table()
+        result = connection.sql(
+            "SELECT $prefix || left(sha256(t), $width) AS h FROM texts",
+            params={"prefix": prefix, "width": width},
+        ).to_arrow_table()
     finally:
         connection.unregister("texts")
-    hashes: list[str] = result["h"].to_pylist()
-    return hashes
+    return result["h"].combine_chunks()
 
 
 def _json_text(values: pa.Array) -> pa.Array:
@@ -270,34 +330,50 @@ def payload_json(names: list[str], values: list[pa.Array]) -> pa.Array:
     return pc.binary_join_element_wise("{", pc.binary_join_element_wise(*parts, ","), "}", "")
 
 
-def _flags_json(checked: columnar.Validated, taken: pa.Array, report: BatchReport) -> list[str]:
-    """Each row's flags as JSON ("{}" for most rows; placeholders spelled out for the rest)."""
-    flags: list[dict[str, Any]] = [{} for _ in range(len(taken))]
-    for name, mask in checked.placeholders.items():
-        marked = pc.take(mask, taken).to_pylist()
-        original = pc.take(checked.originals[name], taken).to_pylist()
-        for i, hit in enumerate(marked):
-            if hit:
-                flags[i][name] = {"flag": "placeholder", "value": original[i]}
-                report.flagged[name] += 1
-    return [orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() if f else "{}" for f in flags]
+def _originals(checked: columnar.Validated) -> dict[str, pa.Array]:
+    """What the source said for each placeholder field (text), in sorted field order."""
+    return {
+        name: pc.cast(checked.originals[name], pa.string()) for name in sorted(checked.placeholders)
+    }
 
 
-def _keys(checked: columnar.Validated, values: list[pa.Array], key_fields: list[str]) -> list[str]:
+def _flags_escape_free(checked: columnar.Validated, n: int) -> pa.Array:
+    """Rows whose placeholder originals can be written into JSON as they are."""
+    hits = [
+        pc.and_(checked.placeholders[name], pc.match_substring_regex(text, _NEEDS_ESCAPE))
+        for name, text in _originals(checked).items()
+    ]
+    return pc.invert(columnar.any_of(hits, n))
+
+
+def _flags_json(checked: columnar.Validated, taken: pa.Array, flagged: Counter[str]) -> pa.Array:
+    """Each row's flags as JSON, as orjson writes them: "{}" for most rows, placeholders
+    spelled out (``{"name":{"flag":"placeholder","value":"…"}}``) for the rest."""
+    parts = []
+    for name, text in _originals(checked).items():
+        marked = pc.take(checked.placeholders[name], taken)
+        flagged[name] += pc.sum(marked).as_py() or 0
+        entry = pc.binary_join_element_wise(
+            f'"{name}":{{"flag":"placeholder","value":"', pc.take(text, taken), '"},', ""
+        )
+        parts.append(pc.if_else(marked, entry, ""))
+    if not parts:
+        return pa.array(["{}"] * len(taken), pa.string())
+    # Each entry ends "}," so trimming trailing commas removes exactly the last separator.
+    # (Arrow's join with null_handling="skip" drops rows instead of skipping values.)
+    inner = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "")
+    return pc.binary_join_element_wise("{", pc.utf8_rtrim(inner, characters=","), "}", "")
+
+
+def _keys(checked: columnar.Validated, values: list[pa.Array], key_fields: list[str]) -> pa.Array:
     parts = [pc.cast(values[checked.names.index(k)], pa.string()) for k in key_fields]
-    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, ":")
-    keys: list[str] = joined.to_pylist()
-    return keys
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, ":")
 
 
 def _escape_free(values: list[pa.Array]) -> pa.Array:
     strings = [v for v in values if not pa.types.is_integer(v.type)]
     hits = [pc.match_substring_regex(v, _NEEDS_ESCAPE) for v in strings]
-    return (
-        pc.invert(columnar.any_of(hits, len(values[0])))
-        if hits
-        else pa.array([True] * len(values[0]))
-    )
+    return pc.invert(columnar.any_of(hits, len(values[0])))
 
 
 def _slow_rows(block: columnar.Block, rows: list[int], validate: RowValidator) -> list[Outcome]:
@@ -314,6 +390,161 @@ def _slow_rows(block: columnar.Block, rows: list[int], validate: RowValidator) -
     return outcomes
 
 
+@dataclass
+class _Clean:
+    """A columnar block's rows that passed the vector checks, as Arrow columns."""
+
+    rows: pa.Array  # positions in the block
+    keys: pa.Array
+    digests: pa.Array
+    payloads: pa.Array
+    flags: pa.Array
+    names: list[str]
+    values: list[pa.Array]
+    key_field: str
+    conflicts: pa.Array  # whether the key came earlier in this input with other content
+    repeats: pa.Array  # whether the key came earlier in this input
+    first_ids: pa.Array  # each row's record id if it is its key's version 1
+    raws: dict[int, bytes]  # the original bytes of the conflicting rows, by position
+
+
+@dataclass
+class Prepared:
+    """A block after the work that needs no database: validation, serialisation, hashing and
+    the check against earlier rows of the input (:class:`SeenKeys`).
+
+    It touches neither the session nor the report, so ingest prepares the next block in a
+    background thread while the current one is written (:mod:`.pipeline`); blocks are
+    prepared in input order, one at a time, so the first occurrence of a key still wins.
+    """
+
+    first_row: int
+    size: int  # input rows in the block
+    outcomes: list[Outcome]  # rows the row validator decided (every row of a row block)
+    sighted: Sighted
+    clean: _Clean | None  # rows the vector checks took (columnar blocks only)
+    dropped: Counter[str] = field(default_factory=Counter)
+    flagged: Counter[str] = field(default_factory=Counter)
+
+
+def prepare(
+    block: columnar.Block,
+    validate: RowValidator,
+    definition: SourceDefinition,
+    seen: SeenKeys | None = None,
+) -> Prepared:
+    """Validate, serialise and hash a block, and check its keys against earlier rows: vector
+    checks for a columnar block (the row validator for every row they doubt), the row
+    validator for a row block. Blocks must be prepared in input order (``seen``). Only what
+    the writer needs is kept (the block's text and unneeded columns are not), since a large
+    input is prepared in another process and handed over."""
+    key_fields = definition.key_fields
+    if block.table is None:
+        outcomes = row_outcomes(block.rows or [], validate)
+        sighted = sight_rows(outcomes, key_fields, seen)
+        return Prepared(block.first_row, len(outcomes), outcomes, sighted, None)
+    checked = columnar.validate_table(block.table, definition)
+    n = block.table.num_rows
+    fast = columnar.all_of(
+        [pc.invert(checked.doubt), _escape_free(checked.values), _flags_escape_free(checked, n)],
+        n,
+    )
+    outcomes = _slow_rows(block, pc.indices_nonzero(pc.invert(fast)).to_pylist(), validate)
+    serialised = _serialise_rows(outcomes, key_fields)
+    flagged: Counter[str] = Counter()
+    clean = _clean(checked, pc.indices_nonzero(fast), definition, flagged)
+    clean.names, clean.values = _fact_fields(definition, clean.names, clean.values)
+    # One check against earlier rows for the whole block; the row path's rows go first.
+    firsts, repeats = _check(
+        seen,
+        pa.concat_arrays([pa.array([s[0] for s in serialised], pa.string()), clean.keys]),
+        pa.concat_arrays([pa.array([s[3] for s in serialised], pa.string()), clean.digests]),
+    )
+    count = len(serialised)
+    sighted = Sighted(serialised, firsts[:count].to_pylist(), repeats[:count].to_pylist())
+    clean.conflicts = pc.not_equal(firsts[count:], clean.digests)
+    clean.repeats = repeats[count:]
+    rows = clean.rows.to_numpy()
+    clean.raws = {
+        int(i): _raw(block, int(rows[i]), clean, int(i))
+        for i in pc.indices_nonzero(clean.conflicts).to_pylist()
+    }
+    dropped = Counter({name: len(clean.keys) for name in checked.dropped})
+    size = block.table.num_rows
+    return Prepared(block.first_row, size, outcomes, sighted, clean, dropped, flagged)
+
+
+def _raw(block: columnar.Block, row: int, clean: _Clean, i: int) -> bytes:
+    """A clean row's original bytes (Parquet rows have none: their payload stands in)."""
+    return block.lines[row] if block.lines else clean.payloads[i].as_py().encode()
+
+
+def _fact_fields(
+    definition: SourceDefinition, names: list[str], values: list[pa.Array]
+) -> tuple[list[str], list[pa.Array]]:
+    """The cleaned columns the source's fact mappings read (the rest are in the payload)."""
+    needed = {f for m in definition.facts for f in m.columns.values() if not f.startswith("=")}
+    needed |= {f for m in definition.facts for f in m.require}
+    kept = [(n, v) for n, v in zip(names, values, strict=True) if n in needed]
+    return [n for n, _ in kept], [v for _, v in kept]
+
+
+def _check(seen: SeenKeys | None, keys: pa.Array, digests: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:meth:`SeenKeys.check`, or within these rows alone when there is no ``seen``."""
+    if seen is not None:
+        return seen.check(keys, digests)
+    firsts, repeats = _first_hashes(None, keys.to_pylist(), digests.to_pylist())
+    return pa.array(firsts, pa.string()), pa.array(repeats, pa.bool_())
+
+
+def prepared_input(
+    location: str | Path, definition: SourceDefinition, size: int
+) -> Iterator[Prepared]:
+    """Every block of an input, prepared in order (:func:`prepare`), with the record of keys
+    seen so far living as long as the iteration. Picklable arguments only: ingest may run it
+    in another process (:mod:`.pipeline`)."""
+    validate = RowValidator(definition)
+    try:
+        with SeenKeys() as seen:
+            for block in columnar.blocks(location, definition, size):
+                yield prepare(block, validate, definition, seen)
+    finally:
+        _release_duck()  # this thread's (or process's) hashing connection
+
+
+def plan_prepared(
+    prepared: Prepared,
+    definition: SourceDefinition,
+    batch_id: str,
+    where: str,
+    lookup: Lookup,
+    report: BatchReport,
+) -> ChunkPlan:
+    """Decide what a prepared block's rows become: the row path's outcomes one by one, the
+    vector-checked rows set-based."""
+    key_fields, clean = definition.key_fields, prepared.clean
+    wanted = outcome_keys(prepared.outcomes, key_fields)
+    if lookup is not None and clean is not None:
+        wanted += clean.keys.to_pylist()
+    known = lookup(sorted(set(wanted))) if lookup is not None else {}
+    plan = plan_chunk(
+        prepared.outcomes,
+        key_fields,
+        definition.id,
+        batch_id,
+        where,
+        known,
+        report,
+        sighted=prepared.sighted,
+    )
+    if clean is None:
+        return plan
+    report.flagged.update(prepared.flagged)
+    report.dropped_fields.update(prepared.dropped)
+    _decide(plan, prepared.first_row, clean, definition.id, batch_id, where, known, report)
+    return plan
+
+
 def plan_columns(
     block: columnar.Block,
     validate: RowValidator,
@@ -326,44 +557,64 @@ def plan_columns(
 ) -> ChunkPlan:
     """Plan a columnar block: vector work for clean rows, the row path for every other row."""
     assert block.table is not None
-    checked = columnar.validate_table(block.table, definition)
-    n = block.table.num_rows
-    fast = pc.and_(pc.invert(checked.doubt), _escape_free(checked.values))
-    taken = pc.indices_nonzero(fast)
-    slow = sorted(set(range(n)) - set(taken.to_pylist()))
-    outcomes = _slow_rows(block, slow, validate)
-    key_fields = definition.key_fields
+    prepared = prepare(block, validate, definition, seen)
+    return plan_prepared(prepared, definition, batch_id, where, lookup, report)
+
+
+def _clean(
+    checked: columnar.Validated,
+    taken: pa.Array,
+    definition: SourceDefinition,
+    flagged: Counter[str],
+) -> _Clean:
+    """Keys, payload and flags JSON, content hashes and version-1 ids of the rows the vector
+    checks took (first sightings are filled in by :func:`prepare`)."""
     values = [pc.take(v, taken) for v in checked.values]
-    keys = _keys(checked, values, key_fields)
-    known = lookup(sorted(set(keys) | set(outcome_keys(outcomes, key_fields))))
-    plan = plan_chunk(outcomes, key_fields, definition.id, batch_id, where, known, report, seen)
-    flags = _flags_json(checked, taken, report)
+    flags = _flags_json(checked, taken, flagged)
     payloads = payload_json(checked.names, values)
-    digests = _sha256(
-        pc.binary_join_element_wise(
-            '{"f":', pa.array(flags, pa.string()), ',"p":', payloads, "}", ""
-        )
+    keys = _keys(checked, values, definition.key_fields)
+    digests, first_ids = _hashes(
+        definition.id, keys, pc.binary_join_element_wise('{"f":', flags, ',"p":', payloads, "}", "")
     )
-    for name in checked.dropped:
-        report.dropped_fields[name] += len(keys)
-    _decide(
-        plan,
-        block,
-        taken.to_pylist(),
-        keys,
-        digests,
-        payloads.to_pylist(),
-        flags,
-        values,
-        checked.names,
-        definition.id,
-        batch_id,
-        where,
-        known,
-        report,
-        seen,
+    unknown = pa.nulls(len(keys), pa.bool_())
+    return _Clean(
+        rows=taken,
+        keys=keys,
+        digests=digests,
+        payloads=payloads,
+        flags=flags,
+        names=checked.names,
+        values=values,
+        key_field=definition.key_fields[0],
+        conflicts=unknown,
+        repeats=unknown,
+        first_ids=first_ids,
+        raws={},
     )
-    return plan
+
+
+def _hashes(source_id: str, keys: pa.Array, contents: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Each row's content hash and its record id as version 1 (:func:`record_id`), in one
+    DuckDB pass."""
+    connection = _duck()
+    connection.register("contents", pa.table({"k": keys, "t": contents}))
+    try:
+        result = connection.sql(
+            "SELECT d, 'rec-' || left(sha256($source || chr(31) || k || chr(31) || '1' "
+            "|| chr(31) || d), 24) AS id FROM (SELECT k, sha256(t) AS d FROM contents)",
+            params={"source": source_id},
+        ).to_arrow_table()
+    finally:
+        connection.unregister("contents")
+    return result["d"].combine_chunks(), result["id"].combine_chunks()
+
+
+def _record_ids(source_id: str, keys: pa.Array, versions: pa.Array, digests: pa.Array) -> pa.Array:
+    """:func:`record_id` over columns."""
+    if not len(keys):
+        return pa.array([], pa.string())
+    text = pc.binary_join_element_wise(source_id, keys, versions, digests, "\x1f")
+    return _sha256(text, "rec-", 24)
 
 
 def outcome_keys(outcomes: list[Outcome], key_fields: list[str]) -> list[str]:
@@ -373,41 +624,69 @@ def outcome_keys(outcomes: list[Outcome], key_fields: list[str]) -> list[str]:
 
 def _decide(
     plan: ChunkPlan,
-    block: columnar.Block,
-    rows: list[int],
-    keys: list[str],
-    digests: list[str],
-    payloads: list[str],
-    flags: list[str],
-    values: list[pa.Array],
-    names: list[str],
+    first_row: int,
+    clean: _Clean,
     source_id: str,
     batch_id: str,
     where: str,
     known: Known,
     report: BatchReport,
-    seen: SeenKeys | None,
 ) -> None:
-    """Versioning decisions for clean rows (cheap per row), then their columns in one go."""
+    """Versioning decisions for clean rows, set-based: repeats and conflicts were found by one
+    join when the block was prepared (:class:`SeenKeys`); only rows whose keys have stored
+    versions are looked at one by one."""
     now = utcnow()
+    report.read += len(clean.keys)
+    for i in pc.indices_nonzero(clean.conflicts).to_pylist():
+        _duplicate(plan, report, first_row, clean, i, source_id, batch_id, where, now)
+    again = pc.and_(clean.repeats, pc.invert(clean.conflicts))  # the same row: decided already
+    report.unchanged += pc.sum(again).as_py() or 0
+    fresh = pc.indices_nonzero(pc.invert(clean.repeats))
+    new, versions, supersedes = _against_known(plan, clean, fresh, known, report)
+    count = len(new)
+
+    def chosen(column: pa.Array) -> pa.Array:
+        return column if count == len(clean.keys) else pc.take(column, new)  # usually all
+
+    keys, digests = chosen(clean.keys), chosen(clean.digests)
+    if known:
+        ids = _record_ids(source_id, keys, pc.cast(versions, pa.string()), digests)
+    else:  # a first load: every new row is version 1
+        ids = chosen(clean.first_ids)
+    report.loaded += count
+    plan.columns = ColumnPlan(
+        records={
+            "id": ids.to_pylist(),
+            "source_id": pa.array([source_id] * count, pa.string()),
+            "record_key": keys,
+            "version": versions,
+            "content_hash": digests,
+            "payload": chosen(clean.payloads),
+            "flags": chosen(clean.flags),
+            "row_number": pc.add(chosen(clean.rows), first_row),
+            "batch_id": pa.array([batch_id] * count, pa.string()),
+            "supersedes_id": supersedes,
+            "ingested_at": [now] * count,
+        },
+        fields={name: chosen(v) for name, v in zip(clean.names, clean.values, strict=True)},
+    )
+
+
+def _against_known(
+    plan: ChunkPlan, clean: _Clean, fresh: pa.Array, known: Known, report: BatchReport
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Which first-seen rows are new versions (positions, versions, superseded ids); rows
+    whose key is stored with the same content are unchanged."""
+    if not known:  # a first load: every first-seen row is version 1
+        count = len(fresh)
+        return fresh, pa.repeat(pa.scalar(1, pa.int64()), count), pa.nulls(count, pa.string())
     new: list[int] = []
     versions: list[int] = []
     supersedes: list[str | None] = []
-    report.read += len(keys)
-    firsts = _first_hashes(seen, keys, digests)
-    for i, (key, digest) in enumerate(zip(keys, digests, strict=True)):
-        if firsts[i] != digest:
-            number = block.first_row + rows[i]
-            problem = Problem(
-                "duplicate-key",
-                names[0] if names else None,
-                f"record key {key!r} appears earlier in this input with other values",
-            )
-            raw = block.lines[rows[i]] if block.lines else payloads[i].encode()
-            _quarantine(
-                plan, report, batch_id, source_id, where, Outcome(number, raw, None, problem), now
-            )
-            continue
+    positions = fresh.to_pylist()
+    keys = pc.take(clean.keys, fresh).to_pylist()
+    digests = pc.take(clean.digests, fresh).to_pylist()
+    for i, key, digest in zip(positions, keys, digests, strict=True):
         previous = known.get(key)
         if previous and previous[1] == digest:
             report.unchanged += 1
@@ -418,37 +697,31 @@ def _decide(
         supersedes.append(previous[2] if previous else None)
         if previous:
             plan.superseded.append(previous[2])
-    ids = _record_ids(source_id, [keys[i] for i in new], versions, [digests[i] for i in new])
-    for position, i in enumerate(new):
-        known[keys[i]] = (versions[position], digests[i], ids[position])
-    report.loaded += len(new)
-    index = pa.array(new, pa.int64())
-    plan.columns = ColumnPlan(
-        records={
-            "id": ids,
-            "source_id": [source_id] * len(new),
-            "record_key": [keys[i] for i in new],
-            "version": versions,
-            "content_hash": [digests[i] for i in new],
-            "payload": [RawJSON(payloads[i]) for i in new],
-            "flags": [RawJSON(flags[i]) for i in new],
-            "row_number": [block.first_row + rows[i] for i in new],
-            "batch_id": [batch_id] * len(new),
-            "supersedes_id": supersedes,
-            "ingested_at": [now] * len(new),
-        },
-        fields={name: pc.take(v, index).to_pylist() for name, v in zip(names, values, strict=True)},
+    return (
+        pa.array(new, pa.int64()),
+        pa.array(versions, pa.int64()),
+        pa.array(supersedes, pa.string()),
     )
 
 
-def _record_ids(
-    source_id: str, keys: list[str], versions: list[int], digests: list[str]
-) -> list[str]:
-    texts = pa.array(
-        [
-            f"{source_id}\x1f{k}\x1f{v}\x1f{d}"
-            for k, v, d in zip(keys, versions, digests, strict=True)
-        ],
-        pa.string(),
+def _duplicate(
+    plan: ChunkPlan,
+    report: BatchReport,
+    first_row: int,
+    clean: _Clean,
+    i: int,
+    source_id: str,
+    batch_id: str,
+    where: str,
+    now: datetime,
+) -> None:
+    """Quarantine a clean row whose key came earlier in the input with other content."""
+    key = clean.keys[i].as_py()
+    row = clean.rows[i].as_py()
+    problem = Problem(
+        "duplicate-key",
+        clean.key_field,
+        f"record key {key!r} appears earlier in this input with other values",
     )
-    return ["rec-" + h[:24] for h in _sha256(texts)] if keys else []
+    outcome = Outcome(first_row + row, clean.raws[i], None, problem)
+    _quarantine(plan, report, batch_id, source_id, where, outcome, now)
