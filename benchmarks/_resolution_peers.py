@@ -34,6 +34,7 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 from immigrationos.resolution.evaluate import Truth
+from immigrationos.resolution.records import RAW_COLUMNS
 
 __all__ = [
     "RECORD_COLUMNS",
@@ -43,22 +44,9 @@ __all__ = [
     "world_records",
 ]
 
-RECORD_COLUMNS = (
-    "unique_id",
-    "source_id",
-    "record_key",
-    "given_name",
-    "middle_name",
-    "family_name",
-    "birth_date",
-    "sex",
-    "nationality",
-    "a_number",
-    "passport_no",
-    "passport_country",
-    "fin",
-    "itin",
-)
+#: The person attributes the world's files carry: RAW_COLUMNS up to the ITIN (no national id,
+#: other ids or address in any synthetic source that identity resolution may read).
+RECORD_COLUMNS = tuple(RAW_COLUMNS[: RAW_COLUMNS.index("itin") + 1])
 
 # Per source: file, key column, and the source column behind each record column that it has
 # (columns it lacks are null). Names and birth date are common to all and added below.

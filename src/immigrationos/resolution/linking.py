@@ -8,7 +8,6 @@ results agree on the same input (a test checks it).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
@@ -211,7 +210,7 @@ def _train_from_labels(linker: Any, backend: Backend, rows: list[dict[str, Any]]
 
 
 def predict(features: pa.Table, doc: ModelDoc, backend: Backend, min_weight: float) -> pa.Table:
-    """Scored pairs at or above ``min_weight``: ids, match weight and each comparison's level."""
+    """Scored pairs at or above ``min_weight``: ids, match weight and each comparison's weight."""
     from splink import Linker
 
     quiet_splink()
@@ -234,9 +233,12 @@ def predict(features: pa.Table, doc: ModelDoc, backend: Backend, min_weight: flo
 
 
 def _kept(columns: list[str]) -> list[str]:
-    """Pair ids, the match weight, and each comparison's level (gamma) and weight (mw)."""
+    """Pair ids, the match weight, and each comparison's weight and TF adjustment (``mw_*``).
+
+    Splink 5 reports no comparison levels here; :meth:`Parameters.explain` recovers them.
+    """
     keep = ["unique_id_l", "unique_id_r", "match_weight"]
-    return keep + [c for c in columns if c.startswith(("gamma_", "mw_"))]
+    return keep + [c for c in columns if c.startswith("mw_")]
 
 
 def blocking_analysis(
@@ -291,7 +293,3 @@ def _true_pairs(con: duckdb.DuckDBPyConnection, truth: dict[str, str]) -> int:
         "WHERE a.uid IN (SELECT unique_id FROM f) AND b.uid IN (SELECT unique_id FROM f)"
     )
     return _count(con, "SELECT count(*) FROM tp")
-
-
-def stable_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -195,9 +195,6 @@ class Score:
     def probability(self) -> float:
         return probability(self.match_weight)
 
-    def gammas(self) -> dict[str, int]:
-        return {c.comparison: c.level_index for c in self.contributions}
-
 
 def probability(weight: float) -> float:
     """Match probability from a match weight (log2 of the odds)."""
@@ -282,19 +279,14 @@ def _level_weight(level: Mapping[str, Any]) -> float:
     return math.log2(float(m) / float(u))
 
 
-def expand(doc: ModelDoc, stored: Mapping[str, Any]) -> list[dict[str, Any]]:
+def expand(params: Parameters, stored: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A stored explanation's per-comparison weights with their level labels (for display)."""
     weights = stored.get("weights") or {}
     tf = stored.get("tf") or {}
-    score = Parameters(doc).explain(weights, tf)
+    score = params.explain(weights, tf)
     return [
         c.to_json() for c in score.contributions if c.comparison in weights or c.comparison in tf
     ]
-
-
-def weight_columns() -> list[str]:
-    """Splink's per-comparison weight columns in a prediction, then its TF adjustments."""
-    return [f"mw_{c.name}" for c in COMPARISONS] + [f"mw_tf_adj_{c.name}" for c in COMPARISONS]
 
 
 def term_frequencies(

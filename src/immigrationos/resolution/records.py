@@ -75,7 +75,6 @@ _ID_CONVENTIONS: dict[str, tuple[str, ...]] = {
     "itin": ("itin",),
     "national_id": ("national_id", "nin", "ssn", "id_number", "personal_id"),
 }
-_DIGITS = re.compile(r"\D")
 
 
 def person_mapping(definition: SourceDefinition) -> PersonMapping | None:
@@ -410,11 +409,6 @@ def features(raw: pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:
         columns[key] = [_ident(v) for v in col(key)]
     columns["other_ids"] = [_other_ids(v) for v in col("other_ids")]
     return pa.table({k: columns[k] for k in FEATURE_COLUMNS}, schema=FEATURE_SCHEMA)
-
-
-def a_number_digits(value: str | None) -> str:
-    """The digits of an A-number, for the one-typo comparison."""
-    return _DIGITS.sub("", value or "")
 
 
 def raw_of(gateway: Gateway, record: SourceRecord) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from immigrationos.core.errors import NotFound, ValidationFailed
 from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.models import EnforcementCase
 from immigrationos.persons.models import Person, RecordLink
-from immigrationos.resolution.model import ModelDoc, expand
+from immigrationos.resolution.model import ModelDoc, Parameters, expand
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel
 from immigrationos.sources.models import SourceRecord
 
@@ -109,11 +109,18 @@ def _contributions(
     """Each comparison's level and weight, labelled from the model that scored the pair."""
     if not model_id or "weights" not in explanation:
         return list(explanation.get("contributions", []))
-    stored = gateway.session.get(ResolutionModel, model_id)
-    if stored is None:
-        weights = explanation["weights"].items()
-        return [{"comparison": k, "level": "?", "weight": v} for k, v in weights]
-    return expand(ModelDoc.from_json(stored.document), explanation)
+    params = _PARAMETERS.get(model_id)
+    if params is None:
+        stored = gateway.session.get(ResolutionModel, model_id)
+        if stored is None:
+            weights = explanation["weights"].items()
+            return [{"comparison": k, "level": "?", "weight": v} for k, v in weights]
+        params = _PARAMETERS[model_id] = Parameters(ModelDoc.from_json(stored.document))
+    return expand(params, explanation)
+
+
+#: Parameters per model version; a version's parameters never change (content-derived id).
+_PARAMETERS: dict[str, Parameters] = {}
 
 
 def decide(gateway: Gateway, review_id: str, decision: str, reason: str) -> MatchReview:

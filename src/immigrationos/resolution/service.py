@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -30,7 +31,7 @@ from immigrationos.persons.models import Person, RecordLink
 from immigrationos.resolution import linking, records
 from immigrationos.resolution.cluster import Clustering, IdPlan, cluster, plan_ids
 from immigrationos.resolution.golden import golden_record, person_columns
-from immigrationos.resolution.model import ModelDoc, Parameters
+from immigrationos.resolution.model import ModelDoc, Parameters, probability
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel, ResolutionRun
 from immigrationos.store.base import Base
 
@@ -262,7 +263,7 @@ def _finish(gateway: Gateway, report: RunReport) -> None:
     row.status = "finished"
     row.finished_at = utcnow()
     row.records, row.pairs, row.persons = report.records, report.pairs, report.persons
-    row.stats = {k: v for k, v in report.summary().items()} | {"seconds_by_step": report.seconds}
+    row.stats = report.summary() | {"seconds_by_step": report.seconds}
     emit(
         gateway.session,
         ResolutionRan(
@@ -427,12 +428,12 @@ class _Writer:
             }
         return out
 
+    @cached_property
+    def _mw(self) -> dict[str, list[Any]]:
+        pairs = self.resolved.pairs
+        return {c: pairs.column(c).to_pylist() for c in pairs.column_names if c.startswith("mw_")}
+
     def _weights(self, i: int) -> tuple[dict[str, float], dict[str, float]]:
-        if not hasattr(self, "_mw"):
-            pairs = self.resolved.pairs
-            self._mw = {
-                c: pairs.column(c).to_pylist() for c in pairs.column_names if c.startswith("mw_")
-            }
         mws = {k[3:]: v[i] for k, v in self._mw.items() if not k.startswith("mw_tf_adj_")}
         tfs = {k[10:]: v[i] for k, v in self._mw.items() if k.startswith("mw_tf_adj_")}
         return mws, tfs
@@ -621,16 +622,10 @@ def _explanation(weights: dict[str, float], tf: dict[str, float], weight: float)
     """
     return {
         "match_weight": round(weight, 3),
-        "match_probability": round(_prob(weight), 6),
+        "match_probability": round(probability(weight), 6),
         "weights": {k: round(float(v), 4) for k, v in weights.items() if v},
         "tf": {k: round(float(v), 4) for k, v in tf.items() if v},
     }
-
-
-def _prob(weight: float) -> float:
-    from immigrationos.resolution.model import probability
-
-    return probability(float(weight))
 
 
 def _date(text: str | None) -> Any:
