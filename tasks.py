@@ -13,8 +13,10 @@ Only the standard library is used here, on purpose.
 
 from __future__ import annotations
 
+import ctypes.util
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -26,6 +28,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 LOCK = ROOT / "requirements.lock"
 STAMP = VENV / ".immos-installed"
+PANGO = {"pango-1.0": "libpango-1.0-0", "pangoft2-1.0": "libpangoft2-1.0-0"}
 
 
 def _fingerprint() -> str:
@@ -40,8 +43,29 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> int:
     return subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
 
 
+def ensure_system_libraries() -> None:
+    """Install Pango, which WeasyPrint (the PDF documents) loads at run time, if it is missing.
+
+    pip cannot install C libraries, so on Debian/Ubuntu as root we ask apt; elsewhere we say
+    what to install instead of letting a test fail later with an obscure OSError.
+    """
+    if all(ctypes.util.find_library(lib) for lib in PANGO):
+        return
+    advice = f"WeasyPrint needs the Debian packages {' '.join(PANGO.values())} (Pango) for PDFs"
+    if not (shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0):
+        print(f"{advice}; please install them.", flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ("apt-get", "install", "-y", "--no-install-recommends", *PANGO.values())
+    if _run(*install, env=env) != 0:  # a fresh image has no package lists yet
+        _run("apt-get", "update", env=env)
+        if _run(*install, env=env) != 0:
+            print(f"{advice}; installing them failed (see above).", flush=True)
+
+
 def ensure_venv() -> None:
     """Create the virtual environment and install the locked dependencies if needed."""
+    ensure_system_libraries()
     if not PY.exists():
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)

@@ -41,4 +41,6 @@ def open_runtime(settings: Settings | None = None, *, upgrade: bool = True) -> R
     engine = make_engine(settings.effective_database_url)
     if upgrade:
         migrate.upgrade(engine)
-    return Runtime(settings, engine, guard(session_factory(engine)))
+    sessions = guard(session_factory(engine))
+    sessions.configure(info={"immos.documents_pdf": settings.documents_pdf})
+    return Runtime(settings, engine, sessions)

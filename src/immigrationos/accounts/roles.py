@@ -17,6 +17,7 @@ class Role(StrEnum):
 
     OFFICER = "officer"
     SUPERVISOR = "supervisor"
+    COUNSEL = "counsel"
     ANALYST = "analyst"
     PRIVACY_OFFICER = "privacy_officer"
     AUDITOR = "auditor"
@@ -50,6 +51,13 @@ ROLES: dict[Role, RoleSpec] = {
             "Approves or rejects requested actions (two-person rule) and assigns caseloads. "
             "Never approves their own request.",
             frozenset({P.CASE_PROCESSING, P.CRIMINAL_INVESTIGATION, P.DEPARTURE_VERIFICATION}),
+            True,
+        ),
+        RoleSpec(
+            Role.COUNSEL,
+            "Agency counsel: records, with a supervisor, the decision on a claim or indication "
+            "of U.S. citizenship, and reviews legal documents. Requests no enforcement action.",
+            frozenset({P.CASE_PROCESSING}),
             True,
         ),
         RoleSpec(

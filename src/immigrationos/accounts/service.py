@@ -121,6 +121,8 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("officer.miami", "demo-officer-pass", Role.OFFICER, "Miami"),
     DemoAccount("officer.houston", "demo-officer-pass", Role.OFFICER, "Houston"),
     DemoAccount("supervisor.miami", "demo-supervisor-pass", Role.SUPERVISOR, "Miami"),
+    DemoAccount("supervisor.houston", "demo-supervisor-pass", Role.SUPERVISOR, "Houston"),
+    DemoAccount("counsel", "demo-counsel-pass", Role.COUNSEL, None),
     DemoAccount("analyst", "demo-analyst-pass", Role.ANALYST, None),
     DemoAccount("privacy", "demo-privacy-pass", Role.PRIVACY_OFFICER, None),
     DemoAccount("auditor", "demo-auditor-pass", Role.AUDITOR, None),

@@ -206,6 +206,99 @@ class PersonEventReviewed(AuditEvent):
     cases_released: int = 0
 
 
+class CaseOpened(AuditEvent):
+    """A case was opened for a person (from a lead or a loaded court history)."""
+
+    action = "case.opened"
+    person_id: str
+    origin: str
+
+
+class CaseStepApplied(AuditEvent):
+    """A lifecycle transition was applied to a case, with the guards as they stood."""
+
+    action = "case.step_applied"
+    transition: str
+    kind: str
+    from_state: str
+    to_state: str
+    custody: str | None = None
+    request_id: str | None = None
+    checks_passed: list[str] = Field(default_factory=list)
+
+
+class CaseStepBlocked(AuditEvent):
+    """A step was refused because a guard blocks it; the guards' messages are kept."""
+
+    action = "case.step_blocked"
+    outcome = "refused"
+    transition: str
+    stage: str
+    blocked_by: dict[str, str] = Field(default_factory=dict)
+
+
+class ActionRequested(AuditEvent):
+    """Someone asked for an action that needs a second person's approval."""
+
+    action = "case.action_requested"
+    transition: str
+    request_id: str
+
+
+class ActionDecided(AuditEvent):
+    """A different person approved or refused a requested action."""
+
+    action = "case.action_decided"
+    transition: str
+    request_id: str
+    decision: str
+
+
+class DeadlineApplied(AuditEvent):
+    """The scheduler applied a deadline that fell due (exactly once)."""
+
+    action = "case.deadline_applied"
+    deadline_id: str
+    kind: str
+
+
+class DocumentRendered(AuditEvent):
+    """A legal document version was rendered and stored with its hash."""
+
+    action = "case.document_rendered"
+    kind: str
+    status: str
+    template_version: str
+    sha256: str
+
+
+class LifecycleTicked(AuditEvent):
+    """A scheduler pass: deadlines applied, requests and approvals expired."""
+
+    action = "lifecycle.tick"
+    deadlines_applied: int = 0
+    requests_expired: int = 0
+    steps_applied: int = 0
+
+
+class OperationDecided(AuditEvent):
+    """An enforcement operation was approved, refused or executed; targets re-checked."""
+
+    action = "case.operation_decided"
+    decision: str
+    targets: int = 0
+    dropped: dict[str, str] = Field(default_factory=dict)
+
+
+class FlightChanged(AuditEvent):
+    """A removal flight was planned, changed, or departed (its manifest re-checked)."""
+
+    action = "removal.flight_changed"
+    change: str
+    passengers: int = 0
+    dropped: dict[str, str] = Field(default_factory=dict)
+
+
 def all_event_classes() -> list[type[AuditEvent]]:
     """Every concrete event class (for documentation and the docs test)."""
     found: list[type[AuditEvent]] = []

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         default="duckdb",
         description="Where entity resolution scores pairs: DuckDB in-process, or Spark.",
     )
+    documents_pdf: bool = Field(
+        default=True,
+        description="Render case documents to PDF (WeasyPrint) as well as HTML.",
+    )
+    lifecycle_tick_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How often the server's background scheduler applies due deadlines (0: off).",
+    )
     spark_master: str = Field(
         default="local[2]",
         description="Spark master URL for the Spark backend (local[N] or a cluster's URL).",

@@ -269,6 +269,34 @@ class Gateway:
         )
         return rows
 
+    def bundle(
+        self, queries: dict[str, tuple[Select, type[Base]]], *, params: dict[str, Any]
+    ) -> dict[str, list[Any]]:
+        """Several selects read together as one file (a case's guards need a dozen tables).
+
+        Each select is scoped like :meth:`select`; one audit entry names every table read
+        and how many rows each gave.
+        """
+        out: dict[str, list[Any]] = {}
+        counts: dict[str, int] = {}
+        withheld_all: dict[str, str] = {}
+        for name, (stmt, model) in queries.items():
+            self._require_personal_access(model, "search")
+            scoped, withheld = self._scope(stmt, model)
+            with self._inside() as session:
+                out[name] = list(session.execute(scoped).all())
+            counts[model.__tablename__] = counts.get(model.__tablename__, 0) + len(out[name])
+            withheld_all.update(withheld)
+        self._audit(
+            RecordsSearched(
+                object_type="+".join(sorted(counts)),
+                search_params={**params, "rows_by_table": counts},
+                result_count=sum(counts.values()),
+                withheld_sources=withheld_all,
+            )
+        )
+        return out
+
     def execute(self, stmt: Update | Delete, model: type[Base], *, params: dict[str, Any]) -> int:
         """A bulk update or delete over ``model``'s table; audited with what it did and how many."""
         self._require_personal_access(model, "update" if isinstance(stmt, Update) else "delete")

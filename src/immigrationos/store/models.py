@@ -21,9 +21,15 @@ from immigrationos.facts.models import (
 from immigrationos.lifecycle.models import (
     ActionRequest,
     Approval,
+    CaseCondition,
+    CaseDeadline,
     CaseEvent,
     Document,
     EnforcementCase,
+    EnforcementOperation,
+    FlightSeat,
+    RemovalFlight,
+    TravelDocument,
 )
 from immigrationos.oversight.models import RedressRequest
 from immigrationos.persons.models import (
@@ -61,6 +67,8 @@ __all__ = [
     "AuditHead",
     "Base",
     "BenefitApplication",
+    "CaseCondition",
+    "CaseDeadline",
     "CaseEvent",
     "CitizenshipChange",
     "Conviction",
@@ -72,6 +80,8 @@ __all__ = [
     "Document",
     "Encounter",
     "EnforcementCase",
+    "EnforcementOperation",
+    "FlightSeat",
     "Hearing",
     "Identifier",
     "IngestBatch",
@@ -82,6 +92,7 @@ __all__ = [
     "QuarantinedRow",
     "RecordLink",
     "RedressRequest",
+    "RemovalFlight",
     "ResolutionModel",
     "ResolutionRun",
     "RoleRow",
@@ -89,5 +100,6 @@ __all__ = [
     "SourceRecord",
     "StatusEpisode",
     "Tombstone",
+    "TravelDocument",
     "User",
 ]  # fmt: skip

@@ -1,0 +1,185 @@
+"""Documents of a case: filled from the ontology with each value's source, stored immutably.
+
+:mod:`.render` turns values into HTML and PDF; this module chooses the values (the person's
+golden record with its provenance, the step's parameters with who entered them, the case's
+conditions) and stores every rendering as a new version identified by its hash. A draft is
+superseded by the approved version; nothing is edited in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from immigrationos.core.ids import new_id
+from immigrationos.gateway.core import Gateway
+from immigrationos.lifecycle.facts import CaseFacts
+from immigrationos.lifecycle.models import Document
+from immigrationos.lifecycle.render import DocumentInput, Value, missing, render
+from immigrationos.lifecycle.table import load_table
+from immigrationos.persons.models import Person
+
+#: Parameter names a document field is filled from, when they differ.
+_FROM_PARAMS: dict[str, str] = {
+    "probable_cause": "probable_cause",
+    "probable_cause_basis": "probable_cause_basis",
+    "hearing_date": "hearing_at",
+    "hearing_time": "hearing_at",
+    "hearing_place": "hearing_place",
+    "departure_deadline": "departure_deadline",
+    "destination_country": "destination",
+    "encounter_date": "encounter_date",
+}
+_STATUS_WORDS = {
+    "LEAD": "We have information about you, but no action has been taken.",
+    "ENCOUNTERED": "An officer met you and wrote down what happened.",
+    "IN_PROCEEDINGS": "Your case is before an immigration judge.",
+    "FINAL_ORDER": "A judge's order to leave the United States is final.",
+}
+
+
+def _person_values(person: Person) -> dict[str, Value]:
+    golden = person.golden or {}
+    out: dict[str, Value] = {}
+    labels = {
+        "family_name": "Family name",
+        "given_name": "Given name",
+        "birth_date": "Date of birth",
+        "nationality": "Citizenship",
+        "a_number": "A-number",
+        "fin": "FIN",
+    }
+    for name, label in labels.items():
+        entry = golden.get(name)
+        if entry:
+            source = (
+                f"{entry.get('source_id')} record {entry.get('record_key') or entry.get('record_id')}"
+                f" (seen {str(entry.get('observed_on') or 'undated')[:10]})"
+            )
+            out[name] = Value(label, entry.get("value"), source)
+        elif getattr(person, name, None):
+            out[name] = Value(label, getattr(person, name), "person index")
+    return out
+
+
+def _param_values(params: dict[str, Any], entered_by: str, at: datetime) -> dict[str, Value]:
+    source = f"entered by {entered_by}, {at:%Y-%m-%d}"
+    out = {k: Value(k.replace("_", " ").capitalize(), v, source) for k, v in params.items()}
+    if "hearing_at" in params:
+        moment = datetime.fromisoformat(str(params["hearing_at"]))
+        out["hearing_date"] = Value("Hearing date", moment.date(), source)
+        out["hearing_time"] = Value("Hearing time", f"{moment:%H:%M} UTC", source)
+    for field_name, param in _FROM_PARAMS.items():
+        if param in params and field_name not in out:
+            out[field_name] = Value(field_name.replace("_", " ").capitalize(), params[param], source)
+    return out
+
+
+def _case_values(facts: CaseFacts, kind: str, actor: str, at: datetime) -> dict[str, Value]:
+    table = load_table()
+    source = f"case {facts.case_id}"
+    out: dict[str, Value] = {
+        "officer": Value("Officer", actor, None),
+        "requested_by": Value("Requested by", actor, None),
+        "case_state_description": Value(
+            "Where your case is",
+            _STATUS_WORDS.get(facts.state, table.states[facts.state].description),
+            source,
+        ),
+        "next_step": Value("What happens next", _next_step(facts), source),
+    }
+    final = facts.active("final_order")
+    if final:
+        evidence = final[-1].params.get("evidence", [{}])
+        basis = next((e.get("basis") for e in evidence if e.get("basis")), "final order")
+        out["final_order_basis"] = Value("Final order basis", basis, source)
+        out["final_order_date"] = Value("Final since", final[-1].opened_at.date(), source)
+    warrants = [d for d in facts.documents if d[0] in ("arrest_warrant", "warrant_of_removal")]
+    if warrants:
+        out["warrant_reference"] = Value("Warrant", f"{warrants[-1][0]} {warrants[-1][2]}", source)
+    open_deadlines = sorted(d.due_at for d in facts.deadlines if d.status == "open")
+    if open_deadlines:
+        out["next_deadline"] = Value("Next deadline", open_deadlines[0], source)
+    return out
+
+
+def _next_step(facts: CaseFacts) -> str:
+    deadlines = sorted((d.due_at, d.kind) for d in facts.deadlines if d.status == "open")
+    if deadlines:
+        label = load_table().deadlines[deadlines[0][1]].label
+        return f"{label}: {deadlines[0][0]:%d %B %Y}."
+    return "An officer will contact you in writing before anything else happens."
+
+
+def values_for(
+    gw: Gateway, facts: CaseFacts, kind: str, params: dict[str, Any], actor: str, at: datetime
+) -> dict[str, Value]:
+    """Every value a document of ``kind`` can use, each with its source."""
+    person = gw.get(Person, facts.person_id)
+    values = _case_values(facts, kind, actor, at)
+    values.update(_person_values(person))
+    values.update(_param_values(params, actor, at))
+    if kind == "encounter_record":
+        values.setdefault("encounter_date", Value("Encounter date", at.date(), None))
+    if kind == "departure_verification":
+        values["evidence"] = Value(
+            "Evidence", f"departure record {params.get('departure_id')}", "departure verification"
+        )
+    return values
+
+
+def missing_for(
+    gw: Gateway, facts: CaseFacts, kind: str, params: dict[str, Any], actor: str, at: datetime
+) -> list[str]:
+    """Fields a document of ``kind`` still lacks."""
+    return missing(kind, values_for(gw, facts, kind, params, actor, at))
+
+
+def store(
+    gw: Gateway,
+    facts: CaseFacts,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    actor: str,
+    at: datetime,
+    draft: bool,
+    approved_by: str | None = None,
+    pdf: bool = True,
+) -> Document:
+    """Render a document version and store it, superseding the case's previous one."""
+    values = values_for(gw, facts, kind, params, actor, at)
+    doc_in = DocumentInput(
+        kind, facts.case_id, facts.person_id, values, draft, at, actor, approved_by
+    )
+    rendered = render(doc_in, pdf=pdf)
+    previous = gw.rows(
+        select(Document.id, Document.version)
+        .where(Document.case_id == facts.case_id, Document.kind == kind)
+        .order_by(Document.version.desc())
+        .limit(1),
+        Document,
+        params={"case": facts.case_id, "kind": kind},
+    )
+    document = Document(
+        id=new_id("doc"),
+        case_id=facts.case_id,
+        person_id=facts.person_id,
+        kind=kind,
+        version=(previous[0][1] + 1) if previous else 1,
+        template_version=rendered.template_version,
+        status="draft" if draft else "final",
+        content_sha256=rendered.sha256,
+        html=rendered.html,
+        pdf=rendered.pdf,
+        supersedes_id=previous[0][0] if previous else None,
+        created_by=gw.ctx.actor.user_id,
+        created_at=at,
+    )
+    gw.add(document)
+    facts.documents = [d for d in facts.documents if d[0] != kind] + [
+        (kind, document.status, document.id)
+    ]
+    return document
