@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from immigrationos.accounts.service import actor_of, ensure_demo_accounts
 from immigrationos.accounts.models import User
+from immigrationos.accounts.service import actor_of, ensure_demo_accounts
 from immigrationos.core.clock import frozen_at
 from immigrationos.gateway.context import AccessContext, system_context
 from immigrationos.gateway.core import Gateway, unit_of_work
@@ -18,7 +19,6 @@ from immigrationos.gateway.purposes import Purpose
 from immigrationos.persons.models import Person
 from immigrationos.runtime import Runtime
 from immigrationos.store.engine import transaction
-from sqlalchemy import select
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 """A Monday; tests move the clock from here."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from immigrationos import __version__
-from immigrationos.cli import audit, db, lineage, resolve, retention, sources, users
+from immigrationos.cli import audit, cases, db, lineage, resolve, retention, sources, users
 from immigrationos.cli.bench import bench_cmd
 from immigrationos.cli.demo import demo_cmd
 from immigrationos.cli.serve import serve_cmd
@@ -24,6 +24,10 @@ app.command("synth")(synth)
 app.command("bench")(bench_cmd)
 app.add_typer(sources.app, name="sources")
 app.add_typer(resolve.app, name="resolve")
+app.add_typer(cases.app, name="cases")
+app.add_typer(cases.lifecycle_app, name="lifecycle")
+app.add_typer(cases.removal_app, name="removal")
+app.add_typer(cases.operations_app, name="operations")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(retention.app, name="retention")
 app.add_typer(audit.app, name="audit")

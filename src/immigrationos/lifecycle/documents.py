@@ -17,7 +17,7 @@ from immigrationos.core.ids import new_id
 from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.facts import CaseFacts
 from immigrationos.lifecycle.models import Document
-from immigrationos.lifecycle.render import DocumentInput, Value, missing, render
+from immigrationos.lifecycle.render import DETAINER_BASES, DocumentInput, Value, missing, render
 from immigrationos.lifecycle.table import load_table
 from immigrationos.persons.models import Person
 
@@ -32,6 +32,13 @@ _FROM_PARAMS: dict[str, str] = {
     "destination_country": "destination",
     "encounter_date": "encounter_date",
 }
+#: The table's detainer basis choices, in the order of the form's four boxes.
+_DETAINER_CHOICES = (
+    "final-order-of-removal",
+    "pending-removal-proceedings",
+    "biometric-match-and-records-indicate-removable",
+    "statements-to-officer-indicate-removable",
+)
 _STATUS_WORDS = {
     "LEAD": "We have information about you, but no action has been taken.",
     "ENCOUNTERED": "An officer met you and wrote down what happened.",
@@ -55,7 +62,8 @@ def _person_values(person: Person) -> dict[str, Value]:
         entry = golden.get(name)
         if entry:
             source = (
-                f"{entry.get('source_id')} record {entry.get('record_key') or entry.get('record_id')}"
+                f"{entry.get('source_id')} record "
+                f"{entry.get('record_key') or entry.get('record_id')}"
                 f" (seen {str(entry.get('observed_on') or 'undated')[:10]})"
             )
             out[name] = Value(label, entry.get("value"), source)
@@ -73,7 +81,9 @@ def _param_values(params: dict[str, Any], entered_by: str, at: datetime) -> dict
         out["hearing_time"] = Value("Hearing time", f"{moment:%H:%M} UTC", source)
     for field_name, param in _FROM_PARAMS.items():
         if param in params and field_name not in out:
-            out[field_name] = Value(field_name.replace("_", " ").capitalize(), params[param], source)
+            out[field_name] = Value(
+                field_name.replace("_", " ").capitalize(), params[param], source
+            )
     return out
 
 
@@ -123,6 +133,12 @@ def values_for(
     values.update(_param_values(params, actor, at))
     if kind == "encounter_record":
         values.setdefault("encounter_date", Value("Encounter date", at.date(), None))
+    if kind == "detainer" and "probable_cause_basis" in params:
+        basis = DETAINER_BASES[_DETAINER_CHOICES.index(str(params["probable_cause_basis"]))]
+        values["probable_cause_basis"] = Value(
+            "Probable cause", basis, values["probable_cause_basis"].source
+        )
+        values["release_date"] = Value("Scheduled release", params.get("release_at"), None)
     if kind == "departure_verification":
         values["evidence"] = Value(
             "Evidence", f"departure record {params.get('departure_id')}", "departure verification"

@@ -125,9 +125,7 @@ def options(facts: CaseFacts, now: datetime, role: Role | None = None) -> list[P
     Transitions that cannot start from the case's state come last.
     """
     table = load_table()
-    plans = [
-        plan(facts, t, {}, now, role=role, partial=True) for t in table.transitions.values()
-    ]
+    plans = [plan(facts, t, {}, now, role=role, partial=True) for t in table.transitions.values()]
     here = [p for p in plans if p.checks[0].ok]
     elsewhere = [p for p in plans if not p.checks[0].ok]
     return here + elsewhere

@@ -113,7 +113,10 @@ class CaseFacts:
 def _rows(case_id: str, person_id: str) -> dict[str, tuple[Any, Any]]:
     link, rec = RecordLink, SourceRecord
     return {
-        "conditions": (select(CaseCondition).where(CaseCondition.case_id == case_id), CaseCondition),
+        "conditions": (
+            select(CaseCondition).where(CaseCondition.case_id == case_id),
+            CaseCondition,
+        ),
         "deadlines": (select(CaseDeadline).where(CaseDeadline.case_id == case_id), CaseDeadline),
         "documents": (
             select(Document.kind, Document.status, Document.id, Document.version).where(

@@ -108,7 +108,10 @@ def no_identity_hold(f: CaseFacts, step: Step) -> Verdict:
 @guard("Neither this case nor another of the person's cases is in citizenship review.")
 def not_in_citizenship_review(f: CaseFacts, step: Step) -> Verdict:
     if f.state == "CITIZENSHIP_REVIEW":
-        return "the case is in citizenship review: no enforcement step until a supervisor and counsel decide"
+        return (
+            "the case is in citizenship review: no enforcement step until a supervisor and "
+            "counsel decide"
+        )
     others = [cid for cid, state in f.person_cases if state == "CITIZENSHIP_REVIEW"]
     if others:
         return f"another case of this person is in citizenship review ({', '.join(others)})"
@@ -118,7 +121,10 @@ def not_in_citizenship_review(f: CaseFacts, step: Step) -> Verdict:
 @guard("The person is not a U.S. citizen and no citizenship claim or evidence is undecided.")
 def not_a_citizen(f: CaseFacts, step: Step) -> Verdict:
     if f.citizenship_status in ("citizen", "claimed"):
-        return f"citizenship status is {f.citizenship_status!r}: no civil immigration authority over a citizen"
+        return (
+            f"citizenship status is {f.citizenship_status!r}: no civil immigration authority "
+            "over a citizen"
+        )
     undecided = _undecided_evidence(f)
     if undecided:
         return f"citizenship evidence on record not yet decided: {', '.join(undecided)}"
@@ -234,7 +240,11 @@ def _finality(f: CaseFacts, step: Step) -> str | dict[str, Any]:
             return {"basis": "appeal waived", "condition": f.active("appeal_waiver")[-1].id}
         expired = f.deadline("appeal_window", "applied")
         if expired and not f.active("appeal"):
-            return {"basis": "appeal window expired", "deadline": expired[-1].id, "rule": expired[-1].rule}
+            return {
+                "basis": "appeal window expired",
+                "deadline": expired[-1].id,
+                "rule": expired[-1].rule,
+            }
         return "the 30-day appeal window is open"
     if f.state == "APPEAL_PENDING":
         dismissed = f.active("appeal_dismissed")
@@ -260,10 +270,16 @@ def _finality(f: CaseFacts, step: Step) -> str | dict[str, Any]:
 def _vd_finality(f: CaseFacts) -> str | dict[str, Any]:
     missed = f.deadline("vd_departure", "applied")
     if missed:
-        return {"basis": "voluntary departure deadline missed; alternate order", "deadline": missed[-1].id}
+        return {
+            "basis": "voluntary departure deadline missed; alternate order",
+            "deadline": missed[-1].id,
+        }
     bond = f.deadline("vd_bond", "applied")
     if bond and not f.active("vd_bond"):
-        return {"basis": "voluntary departure bond not posted; alternate order", "deadline": bond[-1].id}
+        return {
+            "basis": "voluntary departure bond not posted; alternate order",
+            "deadline": bond[-1].id,
+        }
     return "voluntary departure is running"
 
 
@@ -346,7 +362,11 @@ def arrest_authority(f: CaseFacts, step: Step) -> Verdict:
 
 @guard("A detainer rests on a signed warrant (I-200 or I-205).")
 def signed_warrant(f: CaseFacts, step: Step) -> Verdict:
-    signed = [d for d in f.documents if d[0] in ("arrest_warrant", "warrant_of_removal") and d[1] == "final"]
+    signed = [
+        d
+        for d in f.documents
+        if d[0] in ("arrest_warrant", "warrant_of_removal") and d[1] == "final"
+    ]
     if not signed:
         return "no signed arrest warrant (I-200) or warrant of removal (I-205) in the case"
     return [{"document": signed[-1][2], "kind": signed[-1][0]}]
@@ -355,14 +375,20 @@ def signed_warrant(f: CaseFacts, step: Step) -> Verdict:
 @guard("The detainer has lapsed (48 hours after the scheduled release).")
 def detainer_expired(f: CaseFacts, step: Step) -> Verdict:
     lapsed = f.deadline("detainer_expiry", "applied")
-    return [{"deadline": lapsed[-1].id, "rule": lapsed[-1].rule}] if lapsed else "the detainer is in force"
+    return (
+        [{"deadline": lapsed[-1].id, "rule": lapsed[-1].rule}]
+        if lapsed
+        else "the detainer is in force"
+    )
 
 
 @guard("Expedited removal applies (under two years' continuous presence).")
 def expedited_eligible(f: CaseFacts, step: Step) -> Verdict:
     days = int(step.params.get("continuous_presence_days", 0))
     if days >= EXPEDITED_MAX_PRESENCE_DAYS:
-        return f"{days} days of presence: expedited removal needs under {EXPEDITED_MAX_PRESENCE_DAYS}"
+        return (
+            f"{days} days of presence: expedited removal needs under {EXPEDITED_MAX_PRESENCE_DAYS}"
+        )
     if f.lpr:
         return "a permanent resident is not subject to expedited removal"
     return [{"continuous_presence_days": days}]
@@ -390,7 +416,9 @@ def vd_terms_lawful(f: CaseFacts, step: Step) -> Verdict:
 def warrant_of_removal_signed(f: CaseFacts, step: Step) -> Verdict:
     country = _destination(f, step)
     signed = [c for c in f.active("warrant_of_removal") if c.country == country]
-    return [{"condition": signed[-1].id}] if signed else f"no signed warrant of removal to {country}"
+    return (
+        [{"condition": signed[-1].id}] if signed else f"no signed warrant of removal to {country}"
+    )
 
 
 @guard("The destination's consulate issued a travel document, valid on the flight date.")
@@ -399,9 +427,9 @@ def travel_document_issued(f: CaseFacts, step: Step) -> Verdict:
     flight = f.flights.get(str(step.params.get("flight_id") or f.seat_flight_id or ""))
     on = flight.departs_at.date() if flight else step.today
     for t in f.travel_documents:
-        if t["country"] == country and t["status"] == "issued":
-            if t["valid_until"] is None or t["valid_until"] >= on:
-                return [{"travel_document": t["id"]}]
+        valid = t["valid_until"] is None or t["valid_until"] >= on
+        if t["country"] == country and t["status"] == "issued" and valid:
+            return [{"travel_document": t["id"]}]
     return f"no valid travel document issued for {country}"
 
 

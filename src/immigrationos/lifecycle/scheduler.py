@@ -24,7 +24,13 @@ from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import Gateway, unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.facts import CITIZENSHIP_SOURCES, gather
-from immigrationos.lifecycle.models import ActionRequest, Approval, CaseDeadline, CaseEvent, EnforcementCase
+from immigrationos.lifecycle.models import (
+    ActionRequest,
+    Approval,
+    CaseDeadline,
+    CaseEvent,
+    EnforcementCase,
+)
 from immigrationos.lifecycle.service import CaseConflict, _bump, evaluate
 from immigrationos.lifecycle.table import load_table
 from immigrationos.persons.models import RecordLink
@@ -71,7 +77,9 @@ def due_deadlines(gw: Gateway, now: datetime, limit: int) -> list[tuple[str, str
     return [(r[0], r[1]) for r in rows]
 
 
-def apply_deadline(gw: Gateway, deadline_id: str, case_id: str, now: datetime) -> list[CaseEvent] | None:
+def apply_deadline(
+    gw: Gateway, deadline_id: str, case_id: str, now: datetime
+) -> list[CaseEvent] | None:
     """Claim and apply one deadline; None when another pass already applied it."""
     claimed = gw.execute(
         update(CaseDeadline)
@@ -100,11 +108,17 @@ def apply_deadline(gw: Gateway, deadline_id: str, case_id: str, now: datetime) -
     )
     gw.add(event)
     gw.execute(
-        update(CaseDeadline).where(CaseDeadline.id == deadline_id).values(applied_event_id=event.id),
+        update(CaseDeadline)
+        .where(CaseDeadline.id == deadline_id)
+        .values(applied_event_id=event.id),
         CaseDeadline,
         params={"deadline": deadline_id},
     )
-    gw._audit(DeadlineApplied(object_type="cases", object_ids=[case_id], deadline_id=deadline_id, kind=kind))
+    gw._audit(
+        DeadlineApplied(
+            object_type="cases", object_ids=[case_id], deadline_id=deadline_id, kind=kind
+        )
+    )
     return [event, *evaluate(gw, case_id, now)]
 
 
@@ -129,7 +143,9 @@ def tick(
         sweep = _citizenship_sweep(gw)
     for case_id in sweep:
         with unit_of_work(sessions, _ctx()) as gw:
-            report.steps += [(case_id, str(e.action), str(e.to_state)) for e in evaluate(gw, case_id, now)]
+            report.steps += [
+                (case_id, str(e.action), str(e.to_state)) for e in evaluate(gw, case_id, now)
+            ]
     with unit_of_work(sessions, _ctx()) as gw:
         gw._audit(
             LifecycleTicked(
@@ -141,7 +157,13 @@ def tick(
     return report
 
 
-def _one(sessions: sessionmaker[Session], report: TickReport, deadline_id: str, case_id: str, now: datetime) -> None:
+def _one(
+    sessions: sessionmaker[Session],
+    report: TickReport,
+    deadline_id: str,
+    case_id: str,
+    now: datetime,
+) -> None:
     try:
         with unit_of_work(sessions, _ctx()) as gw:
             events = apply_deadline(gw, deadline_id, case_id, now)
@@ -164,7 +186,9 @@ def _expire(gw: Gateway, now: datetime) -> int:
         ActionRequest,
         params={"expire": "pending requests"},
     )
-    stale = select(Approval.request_id).where(Approval.decision == "approved", Approval.expires_at <= now)
+    stale = select(Approval.request_id).where(
+        Approval.decision == "approved", Approval.expires_at <= now
+    )
     count += gw.execute(
         update(ActionRequest)
         .where(ActionRequest.status == "approved", ActionRequest.id.in_(stale))
@@ -194,7 +218,9 @@ def _citizenship_sweep(gw: Gateway) -> list[str]:
     return [r[0] for r in rows]
 
 
-def overdue(gw: Gateway, now: datetime | None = None, office: str | None = None) -> list[dict[str, Any]]:
+def overdue(
+    gw: Gateway, now: datetime | None = None, office: str | None = None
+) -> list[dict[str, Any]]:
     """Deadlines past due that need a person (a hearing without a result, a removal period
     run out), by office: the scheduler applies deadlines, people act on these."""
     now = now or utcnow()
@@ -209,7 +235,9 @@ def overdue(gw: Gateway, now: datetime | None = None, office: str | None = None)
     if office:
         stmt = stmt.where(EnforcementCase.office == office)
     out = []
-    for deadline, case_office, state in gw.rows(stmt, CaseDeadline, params={"overdue": office or "all"}):
+    for deadline, case_office, state in gw.rows(
+        stmt, CaseDeadline, params={"overdue": office or "all"}
+    ):
         spec = table.deadlines[deadline.kind]
         late = (now - deadline.due_at).total_seconds() / 3600 - (spec.overdue_after_hours or 0)
         if late > 0 and _still_relevant(deadline.kind, state):

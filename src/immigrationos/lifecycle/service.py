@@ -150,7 +150,9 @@ def open_case(
             params={"reason": reason, "origin": origin},
         )
     )
-    gw._audit(CaseOpened(object_type="cases", object_ids=[case.id], person_id=person.id, origin=origin))
+    gw._audit(
+        CaseOpened(object_type="cases", object_ids=[case.id], person_id=person.id, origin=origin)
+    )
     return case
 
 
@@ -217,9 +219,16 @@ def _documents(
     pdf = bool(gw.session.info.get("immos.documents_pdf", True))
     for kind in t.documents:
         doc = documents.store(
-            gw, facts, kind, params, actor=actor or gw.ctx.actor.username, at=now, draft=draft,
-            approved_by=approved_by, pdf=pdf,
-        )  # fmt: skip
+            gw,
+            facts,
+            kind,
+            params,
+            actor=actor or gw.ctx.actor.username,
+            at=now,
+            draft=draft,
+            approved_by=approved_by,
+            pdf=pdf,
+        )
         gw._audit(
             DocumentRendered(
                 object_type="documents",
@@ -449,7 +458,9 @@ def _logistics(gw: Gateway, facts: CaseFacts, p: Plan, now: datetime) -> None:
             status=p.params["outcome"],
             decided_at=now,
             document_no=p.params.get("document_no"),
-            valid_until=_start(p.params["valid_until"], now) if p.params.get("valid_until") else None,
+            valid_until=_start(p.params["valid_until"], now)
+            if p.params.get("valid_until")
+            else None,
         )
     if eff.leave_flight and facts.seat_flight_id:
         gw.execute(
@@ -512,10 +523,12 @@ def request_action(
     gw.add(request)
     gw._audit(
         ActionRequested(
-            object_type="action_requests", object_ids=[request.id, case_id], transition=name,
+            object_type="action_requests",
+            object_ids=[request.id, case_id],
+            transition=name,
             request_id=request.id,
         )
-    )  # fmt: skip
+    )
     return request
 
 
@@ -538,10 +551,11 @@ def _may_decide(gw: Gateway, request: ActionRequest, t: TransitionSpec) -> None:
         requester_role = _user(gw, request.requested_by)[0]
         if requester_role == actor.role.value:
             raise _refusal(
-                gw, request,
+                gw,
+                request,
                 f"{t.name} needs one {' and one '.join(r.value for r in t.approval.joint)}: "
                 f"the request came from a {requester_role}",
-            )  # fmt: skip
+            )
 
 
 def _user(gw: Gateway, user_id: str) -> tuple[str, str]:
@@ -572,21 +586,27 @@ def decide(
     if request.status != "pending":
         raise ValidationFailed(f"request {request.id} is {request.status}, not pending")
     if request.expires_at and request.expires_at <= now:
-        raise ValidationFailed(f"request {request.id} expired at {request.expires_at:%Y-%m-%d %H:%M}")
+        raise ValidationFailed(
+            f"request {request.id} expired at {request.expires_at:%Y-%m-%d %H:%M}"
+        )
     if len(justification.strip()) < 5:
         raise ValidationFailed("a decision needs a justification")
     checks: list[Any] = []
     if approve and request.case_id:
-        facts, p = _plan(
-            gw, request.case_id, request.action, request.params, now, as_taker=False
-        )
+        facts, p = _plan(gw, request.case_id, request.action, request.params, now, as_taker=False)
         if not p.allowed:
             raise StepBlocked(p, "approval", gw)
         checks = [c.as_dict() for c in p.checks]
         request.document_ids = request.document_ids + _documents(
-            gw, facts, t, request.params, now, draft=False, approved_by=gw.ctx.actor.username,
+            gw,
+            facts,
+            t,
+            request.params,
+            now,
+            draft=False,
+            approved_by=gw.ctx.actor.username,
             actor=_user(gw, request.requested_by)[1],
-        )  # fmt: skip
+        )
     assert t.approval is not None
     hours = t.approval.valid_hours or load_table().approvals.default_valid_hours
     approval = Approval(
@@ -609,10 +629,13 @@ def decide(
     )
     gw._audit(
         ActionDecided(
-            object_type="action_requests", object_ids=[request.id], transition=t.name,
-            request_id=request.id, decision=approval.decision,
+            object_type="action_requests",
+            object_ids=[request.id],
+            transition=t.name,
+            request_id=request.id,
+            decision=approval.decision,
         )
-    )  # fmt: skip
+    )
     return approval
 
 
@@ -622,11 +645,15 @@ def execute(gw: Gateway, request_id: str, *, now: datetime | None = None) -> Ste
     request = _request(gw, request_id)
     t = load_table().transition(request.action)
     if request.status != "approved":
-        raise ValidationFailed(f"request {request.id} is {request.status}: only an approved one runs")
+        raise ValidationFailed(
+            f"request {request.id} is {request.status}: only an approved one runs"
+        )
     approval = _approval(gw, request.id)
     if approval.expires_at and approval.expires_at <= now:
         gw.update(request, status="expired", outcome="approval expired before execution")
-        raise ValidationFailed(f"the approval of {request.id} expired at {approval.expires_at:%Y-%m-%d %H:%M}")
+        raise ValidationFailed(
+            f"the approval of {request.id} expired at {approval.expires_at:%Y-%m-%d %H:%M}"
+        )
     if gw.ctx.actor.role not in (*t.by, Role.SYSTEM):
         raise _refusal(gw, request, f"role {gw.ctx.actor.role.value} may not carry out {t.name}")
     assert request.case_id is not None
@@ -642,7 +669,9 @@ def execute(gw: Gateway, request_id: str, *, now: datetime | None = None) -> Ste
 
 def _approval(gw: Gateway, request_id: str) -> Approval:
     rows = gw.select(
-        select(Approval).where(Approval.request_id == request_id).order_by(Approval.decided_at.desc()),
+        select(Approval)
+        .where(Approval.request_id == request_id)
+        .order_by(Approval.decided_at.desc()),
         Approval,
         params={"request": request_id},
     )

@@ -188,7 +188,9 @@ class LifecycleTable(_Strict):
         out: list[str] = []
         sources = [] if t.from_ == OPEN else list(t.from_)
         targets = [] if t.to in (None, SAME, REMEMBERED) else [t.to]
-        out += [f"{where}: unknown state {s!r}" for s in [*sources, *targets] if s not in self.states]
+        out += [
+            f"{where}: unknown state {s!r}" for s in [*sources, *targets] if s not in self.states
+        ]
         if isinstance(t.from_, str) and t.from_ != OPEN:
             out.append(f"{where}: 'from' must be a list or {OPEN!r}")
         for g in t.guards:
@@ -276,7 +278,7 @@ def params_model(name: str) -> type[BaseModel]:
     for pname, p in spec.params.items():
         kind: Any = _PYTHON_TYPES[p.type]
         if p.choices:
-            kind = Literal[p.choices]  # type: ignore[valid-type]
+            kind = Literal[p.choices]
         constraints: dict[str, Any] = {"description": p.help}
         if p.min_length is not None:
             constraints["min_length"] = p.min_length
@@ -286,7 +288,7 @@ def params_model(name: str) -> type[BaseModel]:
             fields[pname] = (kind, Field(**constraints))
         else:
             fields[pname] = (kind | None, Field(default=None, **constraints))
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"Params_{name}", __config__=ConfigDict(extra="forbid"), **fields
     )
 
