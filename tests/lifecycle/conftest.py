@@ -31,6 +31,7 @@ class Desk:
     runtime: Runtime
     actors: dict[str, Any]
     now: datetime = T0
+    persons: int = 0
 
     def ctx(self, username: str) -> AccessContext:
         if username == "system":
@@ -42,7 +43,10 @@ class Desk:
         with frozen_at(self.now), unit_of_work(self.runtime.sessions, self.ctx(username)) as gw:
             return fn(gw, *args, **kwargs)
 
-    def person(self, pid: str = "per-ana", **fields: Any) -> str:
+    def person(self, pid: str | None = None, **fields: Any) -> str:
+        """Add a person (a fresh id unless one is given)."""
+        self.persons += 1
+        pid = pid or f"per-test-{self.persons}"
         values = {"given_name": "Ana", "family_name": "Lopez", "birth_date": date(1990, 5, 1),
                   "nationality": "MEX", "golden": {}} | fields  # fmt: skip
 

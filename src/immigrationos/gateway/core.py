@@ -274,8 +274,8 @@ class Gateway:
     ) -> dict[str, list[Any]]:
         """Several selects read together as one file (a case's guards need a dozen tables).
 
-        Each select is scoped like :meth:`select`; one audit entry names every table read
-        and how many rows each gave.
+        Each select is scoped like :meth:`select`; one audit entry (object type: the
+        ``file`` parameter) names every table read and how many rows each gave.
         """
         out: dict[str, list[Any]] = {}
         counts: dict[str, int] = {}
@@ -289,7 +289,7 @@ class Gateway:
             withheld_all.update(withheld)
         self._audit(
             RecordsSearched(
-                object_type="+".join(sorted(counts)),
+                object_type=str(params.get("file", "file")),
                 search_params={**params, "rows_by_table": counts},
                 result_count=sum(counts.values()),
                 withheld_sources=withheld_all,

@@ -168,7 +168,7 @@ def gather(gw: Gateway, case_id: str, flight_ids: tuple[str, ...] = ()) -> CaseF
     ``flight_ids`` names flights a step refers to (a seat to take), read with the file.
     """
     case = _case(gw, case_id)
-    got = gw.bundle(_rows(case.id, case.person_id), params={"case_file": case.id})
+    got = gw.bundle(_rows(case.id, case.person_id), params={"file": "case_file", "case": case.id})
     facts = CaseFacts(
         case_id=case.id,
         person_id=case.person_id,

@@ -113,7 +113,7 @@ class Document(PersonalData, Base):
     person_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("persons.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer, default=1)
-    template_version: Mapped[str] = mapped_column(String(32))
+    template_version: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="draft")
     content_sha256: Mapped[str] = mapped_column(String(64))
     html: Mapped[str] = mapped_column(Text)

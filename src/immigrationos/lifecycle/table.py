@@ -288,9 +288,7 @@ def params_model(name: str) -> type[BaseModel]:
             fields[pname] = (kind, Field(**constraints))
         else:
             fields[pname] = (kind | None, Field(default=None, **constraints))
-    return create_model(
-        f"Params_{name}", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    return create_model(f"Params_{name}", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
