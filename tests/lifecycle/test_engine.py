@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from tests.lifecycle.conftest import T0, Desk
 
 from immigrationos.audit.models import AuditEntry
 from immigrationos.core.errors import AccessRefused, ValidationFailed
@@ -18,7 +19,6 @@ from immigrationos.lifecycle import service as lc
 from immigrationos.lifecycle.models import CaseDeadline, CaseEvent, Document
 from immigrationos.lifecycle.table import load_table
 from immigrationos.persons.models import CitizenshipChange
-from tests.lifecycle.conftest import T0, Desk
 
 A_NUMBER = {
     "value": "A123456789",
@@ -39,9 +39,17 @@ def _encountered(desk: Desk, pid: str | None = None) -> str:
     case = desk.run(
         "officer.miami", lambda gw: lc.open_case(gw, pid, office="Miami", reason="lead").id
     )
-    desk.run("officer.miami", lc.perform, case, "record_encounter", {
-        "encounter_date": "2026-03-02", "office": "Miami", "narrative": "Interviewed at check-in.",
-    })  # fmt: skip
+    desk.run(
+        "officer.miami",
+        lc.perform,
+        case,
+        "record_encounter",
+        {
+            "encounter_date": "2026-03-02",
+            "office": "Miami",
+            "narrative": "Interviewed at check-in.",
+        },
+    )
     return case
 
 
@@ -162,8 +170,14 @@ def test_citizenship_claim_blocks_every_enforcement_step_until_joint_decision(de
         {"basis": "claim-by-person", "details": "Says born in Texas"},
     )
     with pytest.raises(lc.StepBlocked, match="citizenship"):
-        desk.run("officer.miami", lc.request_action, case, "arrest",
-                 {"authority": "warrant", "probable_cause": "an old overstay record"}, "overstay record")  # fmt: skip
+        desk.run(
+            "officer.miami",
+            lc.request_action,
+            case,
+            "arrest",
+            {"authority": "warrant", "probable_cause": "an old overstay record"},
+            "overstay record",
+        )
     page = desk.run("officer.miami", views.case_page, case)
     arrest = next(
         o
@@ -205,8 +219,14 @@ def test_blocked_step_is_audited(desk: Desk) -> None:
         desk, desk.person("per-cit", citizenship_status="citizen", golden={"a_number": A_NUMBER})
     )
     with pytest.raises(lc.StepBlocked):
-        desk.run("officer.miami", lc.request_action, case, "arrest",
-                 {"authority": "warrant", "probable_cause": "data match only"}, "data match")  # fmt: skip
+        desk.run(
+            "officer.miami",
+            lc.request_action,
+            case,
+            "arrest",
+            {"authority": "warrant", "probable_cause": "data match only"},
+            "data match",
+        )
     with desk.runtime.sessions() as session:
         refused = session.scalars(
             select(AuditEntry).where(AuditEntry.action == "case.step_blocked")
@@ -223,9 +243,17 @@ def test_protection_bars_the_country_and_a_new_one_needs_notice_and_wait(desk: D
         "file_relief_application",
         {"form": "withholding", "filed_on": "2026-03-02"},
     )
-    desk.run("officer.miami", lc.perform, case, "grant_protection", {
-        "decision_date": "2026-03-02", "protection": "withholding", "protected_country": "SLV",
-    })  # fmt: skip
+    desk.run(
+        "officer.miami",
+        lc.perform,
+        case,
+        "grant_protection",
+        {
+            "decision_date": "2026-03-02",
+            "protection": "withholding",
+            "protected_country": "SLV",
+        },
+    )
     scheduler.tick(desk.runtime.sessions, T0 + timedelta(days=40))
     desk.now = T0 + timedelta(days=41)
     assert _state(desk, case) == "FINAL_ORDER"
@@ -265,10 +293,20 @@ def test_pending_asylum_tps_and_stay_block_removal(desk: Desk) -> None:
     pid = desk.person(golden={"a_number": A_NUMBER})
     case = _in_proceedings(desk, pid)
     _final(desk, case)
-    desk.run("system", lambda gw: gw.add(BenefitApplication(
-        id="ben-1", person_id=pid, receipt_no="IOE0000000001", form="I-821", status="approved",
-        filed_on=date(2025, 1, 1), valid_until=date(2027, 1, 1),
-    )))  # fmt: skip
+    desk.run(
+        "system",
+        lambda gw: gw.add(
+            BenefitApplication(
+                id="ben-1",
+                person_id=pid,
+                receipt_no="IOE0000000001",
+                form="I-821",
+                status="approved",
+                filed_on=date(2025, 1, 1),
+                valid_until=date(2027, 1, 1),
+            )
+        ),
+    )
     with pytest.raises(lc.StepBlocked, match="TPS"):
         desk.run(
             "officer.miami",
@@ -291,15 +329,24 @@ def test_pending_asylum_tps_and_stay_block_removal(desk: Desk) -> None:
 
 def test_detainer_needs_signed_warrant_and_lapses_after_48_hours(desk: Desk) -> None:
     case = _encountered(desk)
-    params = {"probable_cause_basis": "statements-to-officer-indicate-removable", "facility": "County jail",
-              "release_at": "2026-03-05T12:00:00+00:00"}  # fmt: skip
+    params = {
+        "probable_cause_basis": "statements-to-officer-indicate-removable",
+        "facility": "County jail",
+        "release_at": "2026-03-05T12:00:00+00:00",
+    }
     with pytest.raises(lc.StepBlocked, match="no signed arrest warrant"):
         desk.run(
             "officer.miami", lc.request_action, case, "lodge_detainer", params, "jail release soon"
         )
     with pytest.raises(ValidationFailed, match="probable_cause_basis"):
-        desk.run("officer.miami", lc.request_action, case, "lodge_detainer",
-                 params | {"probable_cause_basis": "foreign-born-no-match"}, "jail release soon")  # fmt: skip
+        desk.run(
+            "officer.miami",
+            lc.request_action,
+            case,
+            "lodge_detainer",
+            params | {"probable_cause_basis": "foreign-born-no-match"},
+            "jail release soon",
+        )
     _approved(
         desk,
         case,
@@ -317,14 +364,31 @@ def test_detainer_needs_signed_warrant_and_lapses_after_48_hours(desk: Desk) -> 
 def test_voluntary_departure_missed_makes_the_alternate_order_final(desk: Desk) -> None:
     case = _in_proceedings(desk)
     with pytest.raises(lc.StepBlocked, match="needs a bond"):
-        desk.run("officer.miami", lc.perform, case, "grant_voluntary_departure", {
-            "decision_date": "2026-03-02", "stage": "at-conclusion", "departure_deadline": "2026-04-30",
+        desk.run(
+            "officer.miami",
+            lc.perform,
+            case,
+            "grant_voluntary_departure",
+            {
+                "decision_date": "2026-03-02",
+                "stage": "at-conclusion",
+                "departure_deadline": "2026-04-30",
+                "alternate_destination": "MEX",
+            },
+        )
+    desk.run(
+        "officer.miami",
+        lc.perform,
+        case,
+        "grant_voluntary_departure",
+        {
+            "decision_date": "2026-03-02",
+            "stage": "at-conclusion",
+            "departure_deadline": "2026-04-30",
             "alternate_destination": "MEX",
-        })  # fmt: skip
-    desk.run("officer.miami", lc.perform, case, "grant_voluntary_departure", {
-        "decision_date": "2026-03-02", "stage": "at-conclusion", "departure_deadline": "2026-04-30",
-        "alternate_destination": "MEX", "bond_amount": 500,
-    })  # fmt: skip
+            "bond_amount": 500,
+        },
+    )
     desk.run(
         "officer.miami",
         lc.perform,
@@ -378,10 +442,21 @@ def test_concurrent_ticks_apply_each_deadline_once(desk: Desk) -> None:
 def test_removal_flight_manifest_and_departure(desk: Desk) -> None:
     case = _in_proceedings(desk)
     _final(desk, case)
-    flight = desk.run("officer.miami", lambda gw: logistics.create_flight(
-        gw, kind="charter", carrier="Synthetic Air", flight_no="SA100", origin="MIA",
-        destination="MEX", departs_at=desk.now + timedelta(days=10), capacity=2,
-    ).id)  # fmt: skip
+    flight = desk.run(
+        "officer.miami",
+        lambda gw: (
+            logistics.create_flight(
+                gw,
+                kind="charter",
+                carrier="Synthetic Air",
+                flight_no="SA100",
+                origin="MIA",
+                destination="MEX",
+                departs_at=desk.now + timedelta(days=10),
+                capacity=2,
+            ).id
+        ),
+    )
     desk.run(
         "officer.miami",
         lc.perform,
@@ -434,11 +509,27 @@ def test_removal_flight_manifest_and_departure(desk: Desk) -> None:
 
 def test_operation_drops_a_target_that_became_blocked(desk: Desk) -> None:
     ok, blocked = _encountered(desk), _encountered(desk)
-    targets = [{"case_id": c, "action": "arrest", "params": {"authority": "warrant", "probable_cause": "Admission expired long ago"}}
-               for c in (ok, blocked)]  # fmt: skip
-    op = desk.run("officer.miami", lambda gw: operations.create(
-        gw, name="Op test", office="Miami", planned_for=desk.now + timedelta(days=2),
-        justification="two overstays with no relief", targets=targets)[0].id)  # fmt: skip
+    targets = [
+        {
+            "case_id": c,
+            "action": "arrest",
+            "params": {"authority": "warrant", "probable_cause": "Admission expired long ago"},
+        }
+        for c in (ok, blocked)
+    ]
+    op = desk.run(
+        "officer.miami",
+        lambda gw: (
+            operations.create(
+                gw,
+                name="Op test",
+                office="Miami",
+                planned_for=desk.now + timedelta(days=2),
+                justification="two overstays with no relief",
+                targets=targets,
+            )[0].id
+        ),
+    )
     with pytest.raises(AccessRefused):
         desk.run("officer.miami", operations.decide, op, True, "self")
     desk.run(

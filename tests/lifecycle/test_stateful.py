@@ -54,6 +54,8 @@ from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import Gateway, Refused
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle import service as lc
+from immigrationos.lifecycle.engine import options
+from immigrationos.lifecycle.facts import gather
 from immigrationos.lifecycle.guards import PROTECTION_FORMS, VICTIM_FORMS
 from immigrationos.lifecycle.models import (
     ActionRequest,
@@ -105,10 +107,16 @@ TEXTS = (
     "Met at a traffic stop and interviewed at the scene.",
     "Overstayed the admission by two years per arrival records.",
     "Miami Immigration Court",
+    "Birth certificate on file, reviewed by the officer.",
+    "Krome Service Processing Center",
     "Reviewed.",
+    "Overstay documented in the arrival and departure records.",
     "x",
 )
+JUSTIFICATIONS = ("Documented in the case file.", "Reviewed the file and the evidence.",
+                  "Checked against the records.", "ok")  # fmt: skip
 LIST_ITEMS = ("237(a)(1)(B)", "212(a)(6)(A)(i)", "You are not a citizen of the United States.")
+WORLD_CHANGES = ("open case", "flight", "flight", "benefit", "deny benefit", "citizenship evidence")
 PROFILES = ("plain", "asylum", "tps", "daca", "u_visa", "citizen", "evidence")
 
 
@@ -179,7 +187,7 @@ def _value(name: str, spec: ParamSpec, refs: Refs) -> st.SearchStrategy[Any]:
     if name == "travel_document_id":
         return st.sampled_from((*refs.travel_documents, "trd-missing"))
     if spec.choices:
-        return st.sampled_from((*spec.choices, *spec.choices, *spec.choices, "not-a-choice"))
+        return st.sampled_from((*spec.choices * 6, "not-a-choice"))
     now = refs.now
     by_type: dict[str, st.SearchStrategy[Any]] = {
         "text": st.sampled_from(TEXTS),
@@ -203,9 +211,9 @@ def params_strategy(t: TransitionSpec, refs: Refs) -> st.SearchStrategy[dict[str
 def _corrupt(data: st.DataObject, params: dict[str, Any]) -> dict[str, Any]:
     """Now and then a parameter missing or one the table does not know."""
     roll = data.draw(st.integers(0, 24), label="corrupt")
-    if roll == 1 and params:
+    if roll == 23 and params:
         params.pop(sorted(params)[0])
-    if roll == 2:
+    if roll == 24:
         params["unexpected"] = "value"
     return params
 
@@ -341,6 +349,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.persons: list[str] = []
         self.cases: list[str] = []
         self.requests: list[str] = []
+        self._requests: dict[str, str] = {}
         self.flights: list[str] = []
         self.benefits: list[str] = []
         self.evidence: set[str] = set()
@@ -364,13 +373,18 @@ class LifecycleMachine(RuleBasedStateMachine):
     def _attempt(self, username: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` as ``username``; refusals the engine means are counted, not raised."""
         try:
-            return self.desk.run(username, fn, *args)
-        except StepBlocked:
+            r = self.desk.run(username, fn, *args)
+            self.seed.stats["OK " + getattr(fn, "__name__", "?")] += 1
+            return r
+        except StepBlocked as exc:
             self.blocked += 1
-        except Refused:
+            self.seed.stats["DBG " + str(exc)[:90]] += 1
+        except Refused as exc:
             self.refused += 1
+            self.seed.stats["DBG " + str(exc)[:90]] += 1
         except EXPECTED as exc:
             self.seed.stats[type(exc).__name__] += 1
+            self.seed.stats["DBG " + str(exc)[:90]] += 1
         return None
 
     def _refs(self, case_id: str) -> Refs:
@@ -380,17 +394,28 @@ class LifecycleMachine(RuleBasedStateMachine):
         return Refs(self.desk.now, tuple(self.flights), docs)
 
     def _transition(self, data: st.DataObject, case_id: str, approval: bool) -> TransitionSpec:
-        """Mostly a transition that may start from the case's state; sometimes any."""
+        """Mostly a step the engine's planner offers now; sometimes one from the case's state,
+        sometimes any (the planner only guides the walk: the checks never ask it)."""
         pool = [t for t in TABLE.transitions.values() if t.needs_approval == approval]
         here = [t for t in pool if self.state.get(case_id) in TABLE.sources(t)]
-        if here and data.draw(st.integers(0, 9), label="anywhere") > 1:
-            return data.draw(st.sampled_from(here), label="transition")
-        return data.draw(st.sampled_from(pool), label="transition")
+        offered = [t for t in here if t.name in self._offered(case_id)]
+        roll = data.draw(st.integers(0, 9), label="guidance")
+        choices = offered if roll < 6 and offered else here if roll < 9 and here else pool
+        return data.draw(st.sampled_from(choices), label="transition")
+
+    def _offered(self, case_id: str) -> set[str]:
+        """What the planner allows on the case now (parameters aside)."""
+
+        def plans(gw: Gateway) -> set[str]:
+            found = options(gather(gw, case_id), self.desk.now)
+            return {p.transition.name for p in found if p.allowed and p.transition.kind != "computed"}
+
+        return set(self.desk.run("system", plans))
 
     def _user(self, data: st.DataObject, roles: tuple[str, ...]) -> str:
         """Mostly a user of one of ``roles``; sometimes anybody."""
         fitting = [u for u in USERS if _role(self, u) in roles]
-        if fitting and data.draw(st.integers(0, 4), label="any user") > 0:
+        if fitting and data.draw(st.integers(0, 4), label="any user") < 4:
             return data.draw(st.sampled_from(fitting), label="user")
         return data.draw(st.sampled_from(USERS), label="user")
 
@@ -450,14 +475,9 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     # -- rules -----------------------------------------------------------------------------
 
-    @precondition(lambda self: len(self.cases) < 6)
-    @rule(data=st.data())
-    def open_another_case(self, data: st.DataObject) -> None:
-        person = data.draw(st.sampled_from(self.persons), label="person")
-        self._open(person, data.draw(st.sampled_from(USERS), label="user"))
-
     @rule(data=st.data())
     def perform(self, data: st.DataObject) -> None:
+        self.seed.stats["R perform"] += 1
         case_id = data.draw(st.sampled_from(self.cases), label="case")
         t = self._transition(data, case_id, approval=False)
         roles = ("system",) if t.kind == "system" else tuple(r.value for r in t.by)
@@ -468,33 +488,39 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def request(self, data: st.DataObject) -> None:
+        self.seed.stats["R request"] += 1
         case_id = data.draw(st.sampled_from(self.cases), label="case")
         t = self._transition(data, case_id, approval=True)
         user = self._user(data, tuple(r.value for r in t.by))
         params = _corrupt(data, data.draw(params_strategy(t, self._refs(case_id)), label="params"))
-        why = data.draw(st.sampled_from(("Probable cause documented in the file.", "short")))
+        why = data.draw(st.sampled_from(JUSTIFICATIONS), label="justification")
         request = self._attempt(user, lc.request_action, case_id, t.name, params, why)
         if request is not None:
             self.requests.append(request.id)
+            self._requests[request.id] = t.name
 
     def _pick_request(self, data: st.DataObject, status: str) -> str:
         wanted = [r for r in self.requests if self.request_status.get(r) == status]
-        if wanted and data.draw(st.integers(0, 4), label="any request") > 0:
+        if wanted and data.draw(st.integers(0, 4), label="any request") < 4:
             return data.draw(st.sampled_from(wanted), label="request")
         return data.draw(st.sampled_from([*self.requests, "req-missing"]), label="request")
 
-    @precondition(lambda self: self.requests)
+    @precondition(lambda self: "pending" in self.request_status.values())
     @rule(data=st.data())
     def decide(self, data: st.DataObject) -> None:
+        self.seed.stats["R decide"] += 1
         request_id = self._pick_request(data, "pending")
-        user = data.draw(st.sampled_from(USERS), label="decider")
-        approve = data.draw(st.integers(0, 3), label="refuse") > 0
-        why = data.draw(st.sampled_from(("Reviewed the file and the evidence.", "ok")))
+        action = self._requests.get(request_id)
+        spec = TABLE.transitions[action].approval if action else None
+        user = self._user(data, tuple(r.value for r in spec.approvers) if spec else ("supervisor",))
+        approve = data.draw(st.integers(0, 3), label="refuse") < 3
+        why = data.draw(st.sampled_from(JUSTIFICATIONS), label="justification")
         self._attempt(user, lc.decide, request_id, approve, why)
 
-    @precondition(lambda self: self.requests)
+    @precondition(lambda self: "approved" in self.request_status.values())
     @rule(data=st.data())
     def execute(self, data: st.DataObject) -> None:
+        self.seed.stats["R execute"] += 1
         request_id = self._pick_request(data, "approved")
         with self.runtime.engine.connect() as conn:
             req = ActionRequest.__table__
@@ -514,6 +540,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         again=st.booleans(),
     )
     def advance_and_tick(self, hours: int, again: bool) -> None:
+        self.seed.stats["R advance_and_tick"] += 1
         self.desk.now += timedelta(hours=hours)
         with frozen_at(self.desk.now):
             report = tick(self.runtime.sessions, self.desk.now)
@@ -545,52 +572,50 @@ class LifecycleMachine(RuleBasedStateMachine):
             ).all()
         assert not due, f"deadlines due but not applied after a tick: {due}"
 
-    @precondition(lambda self: len(self.flights) < 6)
-    @rule(
-        destination=st.sampled_from(COUNTRIES[:-1]),
-        days=st.integers(1, 60),
-        capacity=st.integers(1, 3),
-    )
-    def add_flight(self, destination: str, days: int, capacity: int) -> None:
+    @rule(data=st.data(), change=st.sampled_from(WORLD_CHANGES))
+    def world_changes(self, data: st.DataObject, change: str) -> None:
+        self.seed.stats["R world_changes"] += 1
+        """Something outside the lifecycle: a new case or flight, a benefit filed or denied,
+        citizenship evidence linked by entity resolution."""
+        person = data.draw(st.sampled_from(self.persons), label="person")
+        if change == "open case" and len(self.cases) < 6:
+            self._open(person, data.draw(st.sampled_from(USERS), label="user"))
+        elif change == "flight" and len(self.flights) < 8:
+            self._flight(data)
+        elif change == "benefit" and len(self.benefits) < 8:
+            form = data.draw(st.sampled_from(("I-589", "I-918", "I-821", "I-821D")), label="form")
+            self._benefit(person, form, data.draw(st.integers(-10, 300), label="valid days"))
+        elif change == "deny benefit" and self.benefits:
+            self._deny(data.draw(st.sampled_from(self.benefits), label="benefit"))
+        elif change == "citizenship evidence" and person not in self.evidence:
+            self._link_evidence(person)
+
+    def _flight(self, data: st.DataObject) -> None:
+        n = len(self.flights)
         flight = RemovalFlight(
-            id=f"flt-{len(self.flights)}", kind="charter", carrier="Test Air",
-            flight_no=f"TA{len(self.flights)}", origin="AEX", destination=destination,
-            departs_at=self.desk.now + timedelta(days=days), capacity=capacity,
+            id=f"flt-{n}", kind="charter", carrier="Test Air", flight_no=f"TA{n}", origin="AEX",
+            destination=data.draw(st.sampled_from(COUNTRIES[:-1]), label="destination"),
+            departs_at=self.desk.now + timedelta(days=data.draw(st.integers(1, 60), label="days")),
+            capacity=data.draw(st.integers(1, 3), label="capacity"),
         )  # fmt: skip
         with transaction(self.runtime.sessions) as session:
             session.add(flight)
         self.flights.append(flight.id)
 
-    @precondition(lambda self: len(self.benefits) < 8)
-    @rule(
-        data=st.data(),
-        form=st.sampled_from(("I-589", "I-918", "I-821", "I-821D")),
-        valid_days=st.integers(-10, 300),
-    )
-    def file_benefit(self, data: st.DataObject, form: str, valid_days: int) -> None:
-        self._benefit(data.draw(st.sampled_from(self.persons), label="person"), form, valid_days)
-
-    @precondition(lambda self: self.benefits)
-    @rule(data=st.data())
-    def deny_benefit(self, data: st.DataObject) -> None:
-        benefit_id = data.draw(st.sampled_from(self.benefits), label="benefit")
-
+    def _deny(self, benefit_id: str) -> None:
         def deny(gw: Gateway) -> None:
             gw.update(gw.get(BenefitApplication, benefit_id), status="denied")
 
         self.desk.run("system", deny)
-
-    @precondition(lambda self: len(self.evidence) < len(self.persons))
-    @rule(data=st.data())
-    def link_citizenship_evidence(self, data: st.DataObject) -> None:
-        unlinked = [p for p in self.persons if p not in self.evidence]
-        self._link_evidence(data.draw(st.sampled_from(unlinked), label="person"))
 
     # -- invariants ------------------------------------------------------------------------
 
     @invariant()
     def store_is_consistent(self) -> None:
         self.seed.stats["steps"] += 1
+        import inspect
+        self.seed.stats["RULE " + str(getattr(self, "_last", ""))] += 0
+        self.my_steps = getattr(self, "my_steps", 0) + 1
         snap, self.pending_snapshot = self.pending_snapshot, None
         with self.runtime.engine.connect() as conn:
             self._cases(conn)
@@ -787,6 +812,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.seed.stats[f"event {action}"] += n
         for state in self.state.values():
             self.seed.stats[f"state {state}"] += 1
+        self.seed.stats[f"LEN {getattr(self, 'my_steps', 0)}"] += 1
         self.seed.stats["blocked"] += self.blocked
         self.seed.stats["refused"] += self.refused
 

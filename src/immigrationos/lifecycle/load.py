@@ -9,10 +9,11 @@ Deadlines a case passes on the way are applied when they fell due, as the schedu
 done then. A step the engine refuses ends that case's replay where it stands and is counted by
 reason: the engine is right by definition, and the loader never works around a guard.
 
-A showcase then makes sure every state of the table has at least one case, driving suitable
-persons there with the same request, approval and execution discipline (documents printed to
-PDF), and one scheduler tick brings everything up to today. Cases are keyed by the record they
-replay (``opened_reason`` starts with it), so loading twice opens nothing twice.
+One scheduler tick then brings everything up to today (and sweeps citizens into review), and
+a showcase makes sure every state of the table has at least one case, driving suitable persons
+there with the same request, approval and execution discipline (documents printed to PDF).
+Cases are keyed by the record they replay (``opened_reason`` starts with it), so loading twice
+opens nothing twice.
 
 Hand-written rather than generated from the table because the mapping from court records to
 steps is the point: it says, per record kind, which step of the law it is.
@@ -25,8 +26,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any, Literal
 
 from sqlalchemy import func, select
@@ -535,8 +537,8 @@ def plan_court_case(
         office = place.split(" - ")[0] or "Houston"
         encounter = EncounterRec(f"(none for {court.case_no})", court.nta_on, office, None)
         params = _encounter_params(encounter) | {
-            "narrative": f"No encounter record on file: the Notice to Appear served on "
-            f"{court.nta_on.isoformat()} in court case {court.case_no} is the first recorded contact."
+            "narrative": "No encounter record on file: the Notice to Appear served on "
+            f"{court.nta_on.isoformat()} in court case {court.case_no} is the first contact."
         }
     else:
         params = _encounter_params(encounter)
@@ -594,7 +596,7 @@ def _removal_proceedings(p: _Planner, f: PersonFile, court: CourtRec) -> None:
     opened = next((pr.opened_on for pr in court.proceedings if pr.opened_on), court.nta_on)
     p.add(_at(opened, 10), "file_nta", {"court_case_no": court.case_no})
     dated: list[Dated] = []
-    for before, h in zip(hearings, hearings[1:], strict=False):
+    for before, h in pairwise(hearings):
         params = {"hearing_at": h.at.isoformat(), "hearing_type": h.kind, "hearing_place": h.place}
         dated.append((before.at + timedelta(hours=1), "schedule_hearing", params))
     dated += _relief(f, court)
@@ -643,6 +645,7 @@ def _vd_at_conclusion(d: DecisionRec) -> bool:
 def _decision_step(f: PersonFile, d: DecisionRec) -> tuple[str, dict[str, Any]]:
     """The transition a judge's decision is, with its parameters."""
     on = d.on.isoformat()
+    params: dict[str, Any]
     if d.kind == "removal-ordered":
         return "order_removal", {"decision_date": on, "destination": f.nationality}
     if d.kind == "in-absentia":
@@ -855,12 +858,12 @@ class Loader:
             for step in plan.steps:
                 if step.at > self.now or not self._attempt(d, case.id, step):
                     break
-            self.catch_up(d, case.id, self.now)
+            self.report.steps_applied += self.catch_up(d, case.id, self.now)
             return str(d.system.get(EnforcementCase, case.id).state)
 
     def _attempt(self, d: _Desk, case_id: str, step: PlannedStep) -> bool:
         """One step in a savepoint: a refusal undoes only this step, and is audited."""
-        self.catch_up(d, case_id, step.at)
+        self.report.steps_applied += self.catch_up(d, case_id, step.at)
         savepoint = d.system.session.begin_nested()
         try:
             self.report.steps_applied += self.run(d, case_id, step)
@@ -878,8 +881,9 @@ class Loader:
         if isinstance(exc, Refused):
             emit(session, exc.audit_event(), exc.ctx)
 
-    def catch_up(self, d: _Desk, case_id: str, until: datetime) -> None:
-        """Apply the case's deadlines due by ``until``, each at the moment it fell due."""
+    def catch_up(self, d: _Desk, case_id: str, until: datetime) -> int:
+        """Apply the case's deadlines due by ``until``, each at the moment it fell due; how
+        many case events that wrote."""
         due = d.system.rows(
             select(CaseDeadline.id, CaseDeadline.due_at)
             .where(
@@ -891,9 +895,7 @@ class Loader:
             CaseDeadline,
             params={"case": case_id, "due_by": until.isoformat()},
         )
-        for deadline_id, due_at in due:
-            events = apply_deadline(d.system, deadline_id, case_id, due_at)
-            self.report.steps_applied += len(events or [])
+        return sum(len(apply_deadline(d.system, i, case_id, at) or []) for i, at in due)
 
     def run(self, d: _Desk, case_id: str, step: PlannedStep) -> int:
         """Take one step as the people the table names; how many case events it wrote."""
@@ -1252,6 +1254,8 @@ class Showcase:
         self.pdf = pdf
         self.used: set[str] = set()
         self.failures: dict[str, str] = {}
+        self.structural: set[str] = set()
+        """States a chain cannot rest in: a computed step always moves the case on."""
 
     def run(self) -> None:
         for state in load_table().states:
@@ -1286,21 +1290,27 @@ class Showcase:
             return False
         tried = 0
         for case_id, pid, _state, office in cases.in_state(recipe.source):
-            subject = Subject(self.files[pid], handling_office(office), self._start())
-            if pid in self.used or pid not in self.files or not recipe.accepts(subject):
+            if pid in self.used or pid not in self.files:
                 continue
-            if self._attempt(state, [recipe], subject, case_id) or tried >= self.ATTEMPTS:
-                return state in self.loader.report.showcase
+            subject = Subject(self.files[pid], handling_office(office), self._start())
+            if not recipe.accepts(subject):
+                continue
+            if self._attempt(state, [recipe], subject, case_id):
+                return True
             tried += 1
+            if tried >= self.ATTEMPTS or state in self.structural:
+                break
         return False
 
     def _fresh(self, state: str, cases: _Cases) -> bool:
         """A person with no case yet, driven from the start of the recipe chain."""
-        if state not in RECIPES:
+        if state not in RECIPES or state in self.structural:
             return False
         root, recipes = chain(state)
         recent = any(r.recent for r in recipes)
-        for subject in list(self._pool(root, cases, recent))[: self.ATTEMPTS]:
+        for i, subject in enumerate(self._pool(root, cases, recent)):
+            if i >= self.ATTEMPTS or state in self.structural:
+                break
             if self._attempt(state, recipes, subject, None):
                 return True
         return False
@@ -1323,7 +1333,7 @@ class Showcase:
     def _overstays(self, free: list[PersonFile], recent: bool) -> Iterator[Subject]:
         """Visitors past their admitted stay with no departure since, most recent first."""
         start = self._start()
-        found = []
+        found: list[tuple[date, date, PersonFile]] = []
         for f in free:
             if f.citizenship_evidence or f.lpr or f.protected_status or f.court:
                 continue
@@ -1334,10 +1344,10 @@ class Showcase:
                 continue
             if entry.until >= start.date() or any(d.at.date() >= entry.on for d in f.departures):
                 continue
-            found.append((entry, f))
-        for entry, f in sorted(found, key=lambda x: x[0].on, reverse=True):
-            at = min(start, _at(entry.on + timedelta(days=700), 10)) if recent else start
-            if at.date() > entry.until:
+            found.append((entry.on, entry.until, f))
+        for entered, until, f in sorted(found, key=lambda x: x[0], reverse=True):
+            at = min(start, _at(entered + timedelta(days=700), 10)) if recent else start
+            if at.date() > until:
                 office = "Miami" if int(sha256_hex(f.id)[:2], 16) % 2 else "Houston"
                 yield Subject(f, office, at)
 
@@ -1361,28 +1371,30 @@ class Showcase:
         p.last = subject.start - _GAP
         for recipe in recipes:
             recipe.steps(p, subject)
-        failure: Exception | None = None
-        loader = self.loader
-        why = f"demo showcase: {state}"
+        loader, action, steps, failure = self.loader, state, 0, None
+        fresh = case_id is None
         try:
-            with loader.desk(subject.office, why, pdf=self.pdf) as d:
+            with loader.desk(subject.office, f"demo showcase: {state}", pdf=self.pdf) as d:
                 try:
                     case_id = case_id or self._open(d, subject, state)
                     for step in p.steps:
-                        loader.catch_up(d, case_id, step.at)
-                        loader.report.steps_applied += loader.run(d, case_id, step)
+                        action = step.action
+                        steps += loader.catch_up(d, case_id, step.at)
+                        steps += loader.run(d, case_id, step)
+                    steps += loader.catch_up(d, case_id, loader.now)
+                    reached = str(d.system.get(EnforcementCase, case_id).state)
+                    if reached != state:
+                        raise _Missed(f"the steps end in {reached}, not {state}")
                 except ImmosError as exc:
                     failure = exc
                     raise _Rollback from exc
-                reached = str(d.system.get(EnforcementCase, case_id).state)
-                if reached != state:
-                    failure = _Missed(f"the steps end in {reached}, not {state}")
-                    raise _Rollback
         except _Rollback:
-            self._failed(state, failure)
+            self._failed(state, action, failure)
             return False
         self.used.add(subject.file.id)
-        loader.report.showcase[state] = case_id
+        loader.report.steps_applied += steps
+        loader.report.cases_opened += fresh
+        loader.report.showcase[state] = str(case_id)
         return True
 
     def _open(self, d: _Desk, s: Subject, state: str) -> str:
@@ -1391,22 +1403,19 @@ class Showcase:
             d.officer, s.file.id, office=s.office, reason=reason, origin="showcase",
             at=s.start - _GAP,
         )  # fmt: skip
-        self.loader.report.cases_opened += 1
         return case.id
 
-    def _failed(self, state: str, failure: Exception | None) -> None:
+    def _failed(self, state: str, action: str, failure: Exception | None) -> None:
         if failure is None:
             return
-        action = getattr(getattr(failure, "plan", None), "transition", None)
-        name = action.name if action is not None else state
-        reason = refusal_reason(name, failure)
+        if isinstance(failure, _Missed):
+            self.structural.add(state)
+        reason = refusal_reason(action, failure)
         self.loader.report.showcase_attempts_refused[reason] += 1
         self.failures[state] = reason
         if isinstance(failure, Refused):
-            with unit_of_work(
-                self.loader.runtime.sessions,
-                system_context(Purpose.CASE_PROCESSING, "demo showcase refusal"),
-            ) as gw:
+            ctx = system_context(Purpose.CASE_PROCESSING, "demo showcase refusal")
+            with unit_of_work(self.loader.runtime.sessions, ctx) as gw:
                 emit(gw.session, failure.audit_event(), failure.ctx)
 
 
@@ -1452,7 +1461,7 @@ def load_cases(
     now: datetime | None = None,
     showcase_pdf: bool | None = None,
 ) -> LoadReport:
-    """Replay every person's history into cases, showcase every state, and tick once.
+    """Replay every person's history into cases, tick once, then showcase every state.
 
     Bulk replays render HTML only; showcase cases render PDF too unless ``showcase_pdf`` is
     False (default: the runtime's setting).
@@ -1474,19 +1483,14 @@ def load_cases(
             loader.replay(plan, pdf=False)
         if progress:
             progress(i + 1, len(plans))
-    Showcase(loader, files, pdf).run()
     report.tick = tick(runtime.sessions, now)
+    Showcase(loader, files, pdf).run()
     report.by_state = _by_state(runtime)
     for state in load_table().states:
-        if not report.by_state.get(state) and state not in report.unreachable:
-            report.unreachable[state] = NO_RECIPE.get(state, "left by the final tick")
+        if not report.by_state.get(state):
+            report.unreachable.setdefault(state, NO_RECIPE.get(state, "no case rests there"))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def plans_for(files: Iterable[PersonFile]) -> list[CasePlan]:
-    """Plans for some persons only (for tests and previews)."""
-    return [plan for f in files for plan in plan_person(f)]
 
 
 __all__ = [
@@ -1501,5 +1505,4 @@ __all__ = [
     "plan_person",
     "plan_world",
     "read_world",
-    "replace",
 ]
