@@ -812,6 +812,13 @@ class _Desk:
     counsel: Gateway
     system: Gateway
     flight_id: str | None = None
+    due: list[tuple[str, datetime]] | None = None
+    """The case's open deadlines (id, due), when known."""
+
+
+def _sets_deadlines(action: str) -> bool:
+    t = load_table().transitions.get(action)
+    return t is not None and bool(t.effects.deadlines or t.effects.cancels)
 
 
 class _Rollback(Exception):
@@ -883,22 +890,33 @@ class Loader:
 
     def catch_up(self, d: _Desk, case_id: str, until: datetime) -> int:
         """Apply the case's deadlines due by ``until``, each at the moment it fell due; how
-        many case events that wrote."""
-        due = d.system.rows(
-            select(CaseDeadline.id, CaseDeadline.due_at)
-            .where(
-                CaseDeadline.case_id == case_id,
-                CaseDeadline.status == "open",
-                CaseDeadline.due_at <= until,
+        many case events that wrote. Open deadlines are read again only after a step that may
+        have set or cancelled one."""
+        if d.due is None:
+            rows = d.system.rows(
+                select(CaseDeadline.id, CaseDeadline.due_at)
+                .where(CaseDeadline.case_id == case_id, CaseDeadline.status == "open")
+                .order_by(CaseDeadline.due_at),
+                CaseDeadline,
+                params={"case": case_id, "open_deadlines": True},
             )
-            .order_by(CaseDeadline.due_at),
-            CaseDeadline,
-            params={"case": case_id, "due_by": until.isoformat()},
-        )
-        return sum(len(apply_deadline(d.system, i, case_id, at) or []) for i, at in due)
+            d.due = [(r[0], r[1]) for r in rows]
+        due = [(i, at) for i, at in d.due if at <= until]
+        if not due:
+            return 0
+        d.due = None
+        applied = sum(len(apply_deadline(d.system, i, case_id, at) or []) for i, at in due)
+        # a computed step that followed may have set a deadline that is itself already due
+        return applied + self.catch_up(d, case_id, until)
 
     def run(self, d: _Desk, case_id: str, step: PlannedStep) -> int:
         """Take one step as the people the table names; how many case events it wrote."""
+        written = self._take(d, case_id, step)
+        if written > 1 or step.how == "evaluate" or _sets_deadlines(step.action):
+            d.due = None
+        return written
+
+    def _take(self, d: _Desk, case_id: str, step: PlannedStep) -> int:
         params = self._resolve(d, case_id, step.params)
         if step.how == "flight":
             d.flight_id = create_flight(d.officer, **params).id

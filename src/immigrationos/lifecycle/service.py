@@ -200,7 +200,7 @@ def perform(
     result = StepResult(case_id)
     result.documents = _documents(gw, facts, t, p.params, now, draft=False)
     result.events.append(_apply(gw, facts, p, now))
-    result.events += evaluate(gw, case_id, now)
+    result.events += evaluate(gw, case_id, now, hint=_after(facts, p))
     return result
 
 
@@ -243,17 +243,47 @@ def _documents(
     return ids
 
 
-def evaluate(gw: Gateway, case_id: str, now: datetime | None = None) -> list[CaseEvent]:
-    """Apply computed steps while one holds (a final order follows an expired window)."""
+def evaluate(
+    gw: Gateway, case_id: str, now: datetime | None = None, *, hint: CaseFacts | None = None
+) -> list[CaseEvent]:
+    """Apply computed steps while one holds (a final order follows an expired window).
+
+    ``hint`` (the case as the caller just left it) skips re-reading the case file when no
+    computed step can start from its state.
+    """
     now = now or utcnow()
     events: list[CaseEvent] = []
     for _ in range(6):
+        if hint is not None and not _could_compute(hint):
+            break
         facts = gather(gw, case_id)
         step = computed_step(facts, now)
         if step is None:
             break
         events.append(_apply(gw, facts, step, now))
+        hint = None
     return events
+
+
+def _could_compute(facts: CaseFacts) -> bool:
+    """Whether any computed step might apply: one starts from the state, and a citizenship
+    indication only when the person has evidence or a citizen status on file."""
+    table = load_table()
+    for t in table.computed():
+        if facts.state not in table.sources(t):
+            continue
+        if t.name != "citizenship_indicated" or facts.citizenship_evidence:
+            return True
+        if facts.citizenship_status == "citizen":
+            return True
+    return False
+
+
+def _after(facts: CaseFacts, p: Plan) -> CaseFacts:
+    """The facts with the plan's new state (enough to tell whether a computed step may follow)."""
+    from dataclasses import replace
+
+    return replace(facts, state=p.to_state, custody=p.custody_to)
 
 
 # -- the write ------------------------------------------------------------------------------
@@ -663,7 +693,7 @@ def execute(gw: Gateway, request_id: str, *, now: datetime | None = None) -> Ste
     result = StepResult(request.case_id)
     result.events.append(_apply(gw, facts, p, now, request_id=request.id))
     gw.update(request, status="executed", executed_at=now, executed_by=gw.ctx.actor.user_id)
-    result.events += evaluate(gw, request.case_id, now)
+    result.events += evaluate(gw, request.case_id, now, hint=_after(facts, p))
     return result
 
 
