@@ -18,6 +18,7 @@ from immigrationos.core.errors import ConfigurationError
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
+from immigrationos.lifecycle.load import LoadReport, load_cases
 from immigrationos.resolution import service as resolution_service
 from immigrationos.resolution.service import RunReport
 from immigrationos.runtime import Runtime, open_runtime
@@ -37,6 +38,7 @@ class DemoResult:
     accounts: list[DemoAccount]
     reports: list[BatchReport] = field(default_factory=list)
     resolution: RunReport | None = None
+    cases: LoadReport | None = None
     audit_message: str = ""
 
     def summary_table(self) -> Table:
@@ -78,6 +80,7 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
             continue
         result.reports.append(_ingest(runtime, definition.id, path, bar))
     result.resolution = _resolve(runtime, bar)
+    result.cases = _cases(runtime, bar)
     with transaction(runtime.sessions) as session:
         emit(
             session,
@@ -107,6 +110,17 @@ def _resolve(runtime: Runtime, bar: Progress | None) -> RunReport:
     if bar is not None and task is not None:
         bar.update(task, total=1, completed=1, description="resolve persons")
     return report
+
+
+def _cases(runtime: Runtime, bar: Progress | None) -> LoadReport:
+    """Replay the resolved histories into cases, and show a case in every lifecycle state."""
+    task = bar.add_task("load cases", total=None) if bar else None
+
+    def advance(done: int, total: int) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, completed=done, total=total)
+
+    return load_cases(runtime, progress=advance)
 
 
 def _ingest(runtime: Runtime, source_id: str, path: Path, bar: Progress | None) -> BatchReport:

@@ -275,7 +275,8 @@ def _vd_finality(f: CaseFacts) -> str | dict[str, Any]:
             "deadline": missed[-1].id,
         }
     bond = f.deadline("vd_bond", "applied")
-    if bond and not f.active("vd_bond"):
+    bond_required = any(c.params.get("bond_amount") for c in f.active("order"))
+    if bond and bond_required and not f.active("vd_bond"):
         return {
             "basis": "voluntary departure bond not posted; alternate order",
             "deadline": bond[-1].id,

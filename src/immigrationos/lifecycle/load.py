@@ -90,7 +90,7 @@ ORDER_DECISIONS = frozenset(
     {"removal-ordered", "in-absentia", "voluntary-departure", "withholding-granted", "cat-granted"}
 )
 APPROVAL_TEXT = "Reviewed the file and every guard check as it stands; approved."
-#: States no history or showcase step can leave a case resting in, and why.
+#: States only a recorded departure leads to: the showcase never invents one.
 NO_RECIPE = {
     "REMOVED": "needs a verified removal departure on record (none in this world)",
     "DEPARTED_VOLUNTARILY": "needs a verified departure within a voluntary-departure period",
@@ -876,14 +876,14 @@ class Loader:
             self.report.steps_applied += self.run(d, case_id, step)
         except ImmosError as exc:
             savepoint.rollback()
-            self._refused(d.system.session, step.action, exc, self.report.refused)
+            self._refused(d.system.session, step.action, exc)
             return False
         savepoint.commit()
         return True
 
-    def _refused(self, session: Session, action: str, exc: Exception, into: Counter[str]) -> None:
+    def _refused(self, session: Session, action: str, exc: Exception) -> None:
         reason = refusal_reason(action, exc)
-        into[reason] += 1
+        self.report.refused[reason] += 1
         self.report.examples.setdefault(reason, str(exc))
         if isinstance(exc, Refused):
             emit(session, exc.audit_event(), exc.ctx)
@@ -988,12 +988,14 @@ class Recipe:
     """How to bring a case into a state: from which state (or which fresh person), by which steps.
 
     ``recent``: the steps need the person's last entry under two years before (expedited
-    removal), so they are never tried on an old encounter.
+    removal), so they are never tried on an old encounter. ``natural``: the steps may act on a
+    replayed case already in ``source``.
     """
 
     source: str
     steps: StepsFn
     recent: bool = False
+    natural: bool = True
     accepts: Callable[[Subject], bool] = lambda s: True
 
 
@@ -1140,12 +1142,6 @@ def _s_stay(p: _Planner, s: Subject) -> None:
     p.add(at, "grant_stay", {"granted_by": "dhs-i-246", "granted_on": at.date().isoformat()})
 
 
-def _s_reopen(p: _Planner, s: Subject) -> None:
-    at = p.last + _GAP
-    p.add(at, "file_motion_to_reopen", {"filed_on": at.date().isoformat()})
-    p.add(at + _GAP, "reopen", {"decision_date": at.date().isoformat()})
-
-
 def _s_schedule(p: _Planner, s: Subject) -> None:
     country = s.file.nationality
     at = p.last + _GAP
@@ -1191,6 +1187,29 @@ def _has_evidence(s: Subject) -> bool:
     return s.file.citizenship_evidence
 
 
+def _nat(s: Subject) -> dict[str, Any]:
+    return {"destination": s.file.nationality}
+
+
+_IN_ABSENTIA = _s_court("order_in_absentia", lambda s: _nat(s) | {"notice_given": True})
+_WITHHOLDING = _s_court(
+    "grant_protection",
+    lambda s: {"protection": "withholding", "protected_country": s.file.nationality},
+)
+
+
+def _s_reopen(p: _Planner, s: Subject) -> None:
+    """Ordered removed in absentia, then the court grants a motion to reopen."""
+    _IN_ABSENTIA(p, s)
+    at = p.last + _GAP
+    p.add(at, "file_motion_to_reopen", {"filed_on": at.date().isoformat()})
+    p.add(at + _GAP, "reopen", {"decision_date": at.date().isoformat()})
+
+
+#: Per state: where it is reached from, and how. Court decisions are only ever made in showcase
+#: cases of their own (``natural=False``), so a case replayed from a court record never shows
+#: a decision the record does not hold; agency acts (an arrest, a stay by DHS, a warrant, a
+#: closure, a citizenship decision) may act today on a replayed case that has one to spare.
 RECIPES: dict[str, Recipe] = {
     "LEAD": Recipe("overstay", lambda p, s: None),
     "ENCOUNTERED": Recipe("LEAD", _s_encounter),
@@ -1200,36 +1219,24 @@ RECIPES: dict[str, Recipe] = {
     "DETAINER_LODGED": Recipe("ARRESTED", _s_detainer),
     "NTA_ISSUED": Recipe("ENCOUNTERED", _s_nta),
     "IN_PROCEEDINGS": Recipe("NTA_ISSUED", _s_file_nta),
-    "RELIEF_PENDING": Recipe("IN_PROCEEDINGS", _s_relief),
-    "ADMIN_CLOSED": Recipe("IN_PROCEEDINGS", _s_admin_close),
-    "TERMINATED": Recipe("IN_PROCEEDINGS", _s_court("terminate", lambda s: {})),
-    "RELIEF_GRANTED": Recipe("IN_PROCEEDINGS", _s_court("grant_relief", lambda s: {})),
-    "PROTECTION_GRANTED": Recipe(
-        "IN_PROCEEDINGS",
-        _s_court(
-            "grant_protection",
-            lambda s: {"protection": "withholding", "protected_country": s.file.nationality},
-        ),
+    "RELIEF_PENDING": Recipe("IN_PROCEEDINGS", _s_relief, natural=False),
+    "ADMIN_CLOSED": Recipe("IN_PROCEEDINGS", _s_admin_close, natural=False),
+    "TERMINATED": Recipe("IN_PROCEEDINGS", _s_court("terminate", lambda s: {}), natural=False),
+    "RELIEF_GRANTED": Recipe(
+        "IN_PROCEEDINGS", _s_court("grant_relief", lambda s: {}), natural=False
     ),
-    "VD_GRANTED": Recipe("IN_PROCEEDINGS", _s_vd),
-    "REMOVAL_ORDERED": Recipe(
-        "IN_PROCEEDINGS", _s_court("order_removal", lambda s: {"destination": s.file.nationality})
-    ),
-    "IN_ABSENTIA_ORDER": Recipe(
-        "IN_PROCEEDINGS",
-        _s_court(
-            "order_in_absentia",
-            lambda s: {"destination": s.file.nationality, "notice_given": True},
-        ),
-    ),
-    "APPEAL_PENDING": Recipe("REMOVAL_ORDERED", _s_appeal),
+    "PROTECTION_GRANTED": Recipe("IN_PROCEEDINGS", _WITHHOLDING, natural=False),
+    "VD_GRANTED": Recipe("IN_PROCEEDINGS", _s_vd, natural=False),
+    "REMOVAL_ORDERED": Recipe("IN_PROCEEDINGS", _s_court("order_removal", _nat), natural=False),
+    "IN_ABSENTIA_ORDER": Recipe("IN_PROCEEDINGS", _IN_ABSENTIA, natural=False),
+    "APPEAL_PENDING": Recipe("REMOVAL_ORDERED", _s_appeal, natural=False),
+    "REOPENED": Recipe("IN_PROCEEDINGS", _s_reopen, natural=False),
     "EXPEDITED_ORDER": Recipe("ENCOUNTERED", _s_expedited(fear=True), recent=True),
     "CREDIBLE_FEAR_REVIEW": Recipe("EXPEDITED_ORDER", _s_fear("claim_credible_fear")),
     "CLAIMED_STATUS_REVIEW": Recipe("EXPEDITED_ORDER", _s_claim_status),
     "FINAL_ORDER": Recipe("ENCOUNTERED", _s_expedited(fear=False), recent=True),
     "STAYED": Recipe("FINAL_ORDER", _s_stay),
     "REMOVAL_SCHEDULED": Recipe("FINAL_ORDER", _s_schedule),
-    "REOPENED": Recipe("FINAL_ORDER", _s_reopen),
     "CLOSED": Recipe("ENCOUNTERED", _s_close),
     "REINSTATED": Recipe("removed", _s_reinstate),
     "REASONABLE_FEAR_REVIEW": Recipe("REINSTATED", _s_fear("claim_reasonable_fear")),
@@ -1302,7 +1309,7 @@ class Showcase:
     def _natural(self, state: str, cases: _Cases) -> bool:
         """A case already in the recipe's source state, when that state has one to spare."""
         recipe = RECIPES.get(state)
-        if recipe is None or recipe.source in FRESH or recipe.recent:
+        if recipe is None or recipe.source in FRESH or recipe.recent or not recipe.natural:
             return False
         if cases.count()[recipe.source] < 2:
             return False
@@ -1402,7 +1409,7 @@ class Showcase:
                     steps += loader.catch_up(d, case_id, loader.now)
                     reached = str(d.system.get(EnforcementCase, case_id).state)
                     if reached != state:
-                        raise _Missed(f"the steps end in {reached}, not {state}")
+                        raise _Missed(f"a computed step moves the case on to {reached} at once")
                 except ImmosError as exc:
                     failure = exc
                     raise _Rollback from exc
