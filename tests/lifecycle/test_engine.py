@@ -561,3 +561,16 @@ def test_every_applied_step_is_one_event_and_one_audit_entry(desk: Desk) -> None
         ),
     )
     assert audited == steps == 5
+
+
+def test_voluntary_departure_before_conclusion_needs_no_bond(desk: Desk) -> None:
+    case = _in_proceedings(desk)
+    params = {
+        "decision_date": "2026-03-02",
+        "stage": "before-conclusion",
+        "departure_deadline": "2026-06-20",
+        "alternate_destination": "MEX",
+    }
+    desk.run("officer.miami", lc.perform, case, "grant_voluntary_departure", params)
+    scheduler.tick(desk.runtime.sessions, T0 + timedelta(days=30))
+    assert _state(desk, case) == "VD_GRANTED"
