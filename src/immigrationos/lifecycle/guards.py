@@ -318,6 +318,19 @@ def motion_to_reopen_pending(f: CaseFacts, step: Step) -> Verdict:
     return [] if f.active("motion_to_reopen") else "no motion to reopen is pending"
 
 
+@guard("An in-absentia order, and the motion within 180 days (any time if no notice was given).")
+def in_absentia_motion_timely(f: CaseFacts, step: Step) -> Verdict:
+    orders = [c for c in f.active("order") if c.status == "in-absentia"]
+    if not orders:
+        return "the order was not entered in absentia"
+    if orders[-1].params.get("notice_given") is False:
+        return [{"order": orders[-1].id, "basis": "no notice of the hearing: any time"}]
+    window = f.deadline("motion_to_reopen_window")
+    if not window:
+        return "more than 180 days since the in-absentia order: no automatic stay"
+    return [{"order": orders[-1].id, "deadline": window[-1].id}]
+
+
 @guard("The appeal is received within the window (no mailbox rule).")
 def appeal_timely(f: CaseFacts, step: Step) -> Verdict:
     window = f.deadline("appeal_window")

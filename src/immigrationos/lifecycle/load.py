@@ -1198,6 +1198,13 @@ _WITHHOLDING = _s_court(
 )
 
 
+def _s_absentia_motion(p: _Planner, s: Subject) -> None:
+    """Ordered removed in absentia (final at once), then a timely motion to reopen stays it."""
+    _IN_ABSENTIA(p, s)
+    at = p.last + _GAP
+    p.add(at, "file_motion_to_reopen_in_absentia", {"filed_on": at.date().isoformat()})
+
+
 def _s_reopen(p: _Planner, s: Subject) -> None:
     """Ordered removed in absentia, then the court grants a motion to reopen."""
     _IN_ABSENTIA(p, s)
@@ -1228,7 +1235,7 @@ RECIPES: dict[str, Recipe] = {
     "PROTECTION_GRANTED": Recipe("IN_PROCEEDINGS", _WITHHOLDING, natural=False),
     "VD_GRANTED": Recipe("IN_PROCEEDINGS", _s_vd, natural=False),
     "REMOVAL_ORDERED": Recipe("IN_PROCEEDINGS", _s_court("order_removal", _nat), natural=False),
-    "IN_ABSENTIA_ORDER": Recipe("IN_PROCEEDINGS", _IN_ABSENTIA, natural=False),
+    "IN_ABSENTIA_ORDER": Recipe("IN_PROCEEDINGS", _s_absentia_motion, natural=False),
     "APPEAL_PENDING": Recipe("REMOVAL_ORDERED", _s_appeal, natural=False),
     "REOPENED": Recipe("IN_PROCEEDINGS", _s_reopen, natural=False),
     "EXPEDITED_ORDER": Recipe("ENCOUNTERED", _s_expedited(fear=True), recent=True),
