@@ -80,6 +80,13 @@ def demo_cmd(
             f"person index {r.run_id}: {r.records:,} records → {r.persons:,} persons "
             f"({r.reviews_queued:,} uncertain pairs queued for review; model {r.model_id})"
         )
+    if result.cases is not None:
+        c = result.cases
+        states = ", ".join(f"{k} {v}" for k, v in sorted(c.by_state.items()) if v)
+        console.print(
+            f"cases: {c.cases_opened:,} opened from court and encounter histories "
+            f"({c.steps_applied:,} steps through the engine); by state: {states}"
+        )
     console.print(f"[green]{result.audit_message}[/]")
     _print_accounts(list(result.accounts))
     if serve:
