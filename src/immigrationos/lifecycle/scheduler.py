@@ -31,8 +31,9 @@ from immigrationos.lifecycle.models import (
     CaseEvent,
     EnforcementCase,
 )
-from immigrationos.lifecycle.service import CaseConflict, _bump, evaluate
+from immigrationos.lifecycle.service import evaluate
 from immigrationos.lifecycle.table import load_table
+from immigrationos.lifecycle.writes import CaseConflict, bump_version
 from immigrationos.persons.models import RecordLink
 from immigrationos.sources.models import SourceRecord
 
@@ -92,7 +93,7 @@ def apply_deadline(
         return None
     facts = gather(gw, case_id)
     kind = next(d.kind for d in facts.deadlines if d.id == deadline_id)
-    seq = _bump(gw, facts, f"deadline {kind}", {})
+    seq = bump_version(gw, facts, f"deadline {kind}", {})
     event = CaseEvent(
         id=new_id("evt"),
         case_id=case_id,

@@ -10,39 +10,35 @@ citizenship indication, a lapsed detainer) follow at once when their guards hold
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from immigrationos.accounts.roles import Role
 from immigrationos.audit.events import (
     ActionDecided,
     ActionRequested,
     CaseOpened,
-    CaseStepApplied,
     CaseStepBlocked,
     DocumentRendered,
 )
 from immigrationos.core.clock import utcnow
-from immigrationos.core.errors import ImmosError, NotFound, ValidationFailed
+from immigrationos.core.errors import NotFound, ValidationFailed
 from immigrationos.core.ids import new_id
 from immigrationos.gateway.core import Gateway, Refused
-from immigrationos.lifecycle import calendar, documents
+from immigrationos.lifecycle import documents
 from immigrationos.lifecycle.engine import Plan, computed_step, plan
 from immigrationos.lifecycle.facts import CaseFacts, gather
 from immigrationos.lifecycle.models import (
     ActionRequest,
     Approval,
-    CaseCondition,
-    CaseDeadline,
     CaseEvent,
     EnforcementCase,
-    FlightSeat,
-    TravelDocument,
 )
 from immigrationos.lifecycle.table import TransitionSpec, load_table, validate_params
-from immigrationos.persons.models import CitizenshipChange, Person
+from immigrationos.lifecycle.writes import CaseConflict, apply_plan
+from immigrationos.persons.models import Person
 
 
 class StepBlocked(Refused):
@@ -69,12 +65,6 @@ class StepBlocked(Refused):
             stage=self.stage,
             blocked_by={c.guard: c.message for c in self.plan.blocked_by},
         )
-
-
-class CaseConflict(ImmosError):
-    """The case changed between reading and writing; the step was not applied."""
-
-    http_status = 409
 
 
 @dataclass
@@ -199,7 +189,7 @@ def perform(
         raise StepBlocked(p, "execution", gw)
     result = StepResult(case_id)
     result.documents = _documents(gw, facts, t, p.params, now, draft=False)
-    result.events.append(_apply(gw, facts, p, now))
+    result.events.append(apply_plan(gw, facts, p, now))
     result.events += evaluate(gw, case_id, now, hint=_after(facts, p))
     return result
 
@@ -260,7 +250,7 @@ def evaluate(
         step = computed_step(facts, now)
         if step is None:
             break
-        events.append(_apply(gw, facts, step, now))
+        events.append(apply_plan(gw, facts, step, now))
         hint = None
     return events
 
@@ -284,232 +274,6 @@ def _after(facts: CaseFacts, p: Plan) -> CaseFacts:
     from dataclasses import replace
 
     return replace(facts, state=p.to_state, custody=p.custody_to)
-
-
-# -- the write ------------------------------------------------------------------------------
-
-
-def _apply(
-    gw: Gateway, facts: CaseFacts, p: Plan, now: datetime, request_id: str | None = None
-) -> CaseEvent:
-    """Write one planned step: case row, event, conditions, deadlines, person, logistics."""
-    t, eff = p.transition, p.transition.effects
-    changes: dict[str, Any] = {"state": p.to_state, "custody": p.custody_to}
-    if eff.remember_state:
-        changes["remembered_state"] = facts.state
-    if eff.track:
-        changes["track"] = eff.track
-    if eff.close_case:
-        changes["closed_at"] = now
-    seq = _bump(gw, facts, t.name, changes)
-    event = CaseEvent(
-        id=new_id("evt"),
-        case_id=facts.case_id,
-        seq=seq,
-        at=now,
-        kind=t.kind if t.kind != "action" else "transition",
-        action=t.name,
-        from_state=p.from_state,
-        to_state=p.to_state,
-        actor_id=gw.ctx.actor.user_id,
-        params=p.params,
-        evidence=p.evidence(),
-        request_id=request_id,
-        custody_from=p.custody_from,
-        custody_to=p.custody_to,
-        checks=[c.as_dict() for c in p.checks],
-    )
-    gw.add(event)
-    _conditions(gw, facts, p, event, now)
-    _deadlines(gw, facts, t, p.params, event, now)
-    if eff.citizenship:
-        _citizenship(gw, facts, eff.citizenship, t.name, p.params, now)
-    _logistics(gw, facts, p, now)
-    gw._audit(
-        CaseStepApplied(
-            object_type="cases",
-            object_ids=[facts.case_id],
-            transition=t.name,
-            kind=t.kind,
-            from_state=p.from_state,
-            to_state=p.to_state,
-            custody=p.custody_to if p.custody_to != p.custody_from else None,
-            request_id=request_id,
-            checks_passed=[c.guard for c in p.checks if c.ok],
-        )
-    )
-    return event
-
-
-def _bump(gw: Gateway, facts: CaseFacts, why: str, changes: dict[str, Any]) -> int:
-    """Write the case row only if nobody changed it since it was read; the new version."""
-    new_version = facts.version + 1
-    count = gw.execute(
-        update(EnforcementCase)
-        .where(EnforcementCase.id == facts.case_id, EnforcementCase.version == facts.version)
-        .values(version=new_version, **changes)
-        .execution_options(synchronize_session="fetch"),
-        EnforcementCase,
-        params={"case": facts.case_id, "step": why},
-    )
-    if count != 1:
-        raise CaseConflict(f"case {facts.case_id} changed meanwhile; reload and try again")
-    facts.version = new_version
-    return new_version
-
-
-def _conditions(gw: Gateway, facts: CaseFacts, p: Plan, event: CaseEvent, now: datetime) -> None:
-    eff = p.transition.effects
-    if eff.ends:
-        gw.execute(
-            update(CaseCondition)
-            .where(
-                CaseCondition.case_id == facts.case_id,
-                CaseCondition.kind.in_(eff.ends),
-                CaseCondition.ended_at.is_(None),
-            )
-            .values(ended_at=now, ended_event_id=event.id),
-            CaseCondition,
-            params={"case": facts.case_id, "ends": list(eff.ends)},
-        )
-    rows = []
-    for spec in eff.opens:
-        values = spec.resolve(p.params)
-        extra: dict[str, Any] = {"params": p.params, "evidence": p.evidence()}
-        if values["kind"] == "citizenship_decided":
-            extra["evidence_records"] = facts.citizenship_evidence
-        if spec.kind == "final_order":
-            extra["evidence"] = [e for e in p.evidence() if e["guard"] == "final_order_holds"]
-        rows.append(
-            CaseCondition(
-                id=new_id("cnd"),
-                case_id=facts.case_id,
-                opened_at=now,
-                opened_event_id=event.id,
-                **values,
-                **{"params": {**p.params, **extra}},
-            )
-        )
-    if rows:
-        gw.add(*rows)
-
-
-def _deadlines(
-    gw: Gateway,
-    facts: CaseFacts,
-    t: TransitionSpec,
-    params: dict[str, Any],
-    event: CaseEvent,
-    now: datetime,
-) -> None:
-    table = load_table()
-    if t.effects.cancels:
-        gw.execute(
-            update(CaseDeadline)
-            .where(
-                CaseDeadline.case_id == facts.case_id,
-                CaseDeadline.kind.in_(t.effects.cancels),
-                CaseDeadline.status == "open",
-            )
-            .values(status="cancelled", applied_at=now, applied_event_id=event.id),
-            CaseDeadline,
-            params={"case": facts.case_id, "cancels": list(t.effects.cancels)},
-        )
-    rows = []
-    for kind in t.effects.deadlines:
-        spec = table.deadlines[kind]
-        due_at, rule = calendar.due(spec, _start(params.get(spec.start), now))
-        rows.append(
-            CaseDeadline(
-                id=new_id("ddl"),
-                case_id=facts.case_id,
-                kind=kind,
-                due_at=due_at,
-                status="open",
-                rule=rule,
-                created_event_id=event.id,
-            )
-        )
-    if rows:
-        gw.add(*rows)
-
-
-def _start(value: Any, now: datetime) -> date | datetime:
-    """A deadline's start: the named parameter (a date or a moment), else now."""
-    if value is None:
-        return now
-    text = str(value)
-    return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
-
-
-def _citizenship(
-    gw: Gateway, facts: CaseFacts, to: str, why: str, params: dict[str, Any], now: datetime
-) -> None:
-    """Change the person's citizenship status, always as a recorded change with evidence."""
-    person = gw.get(Person, facts.person_id)
-    if person.citizenship_status == to:
-        return
-    gw.add(
-        CitizenshipChange(
-            id=new_id("czc"),
-            person_id=person.id,
-            from_status=person.citizenship_status,
-            to_status=to,
-            evidence={"case": facts.case_id, "step": why, "records": facts.citizenship_evidence}
-            | {k: v for k, v in params.items() if k in ("basis", "details", "evidence")},
-            reason=f"{why} in case {facts.case_id}",
-            changed_by=gw.ctx.actor.user_id,
-            changed_at=now,
-        )
-    )
-    gw.update(person, citizenship_status=to)
-    facts.citizenship_status = to
-
-
-def _logistics(gw: Gateway, facts: CaseFacts, p: Plan, now: datetime) -> None:
-    eff = p.transition.effects
-    if eff.travel_document == "requested":
-        gw.add(
-            TravelDocument(
-                id=new_id("trd"),
-                case_id=facts.case_id,
-                country=p.params["country"],
-                consulate=p.params["consulate"],
-                requested_at=now,
-                requested_by=gw.ctx.actor.user_id,
-            )
-        )
-    if eff.travel_document == "decided":
-        doc = gw.get(TravelDocument, str(p.params["travel_document_id"]))
-        if doc.case_id != facts.case_id or doc.status != "requested":
-            raise ValidationFailed(f"travel document {doc.id} is not an open request of this case")
-        gw.update(
-            doc,
-            status=p.params["outcome"],
-            decided_at=now,
-            document_no=p.params.get("document_no"),
-            valid_until=_start(p.params["valid_until"], now)
-            if p.params.get("valid_until")
-            else None,
-        )
-    if eff.leave_flight and facts.seat_flight_id:
-        gw.execute(
-            update(FlightSeat)
-            .where(FlightSeat.case_id == facts.case_id, FlightSeat.status == "assigned")
-            .values(status="removed", left_at=now, reason=p.transition.name),
-            FlightSeat,
-            params={"case": facts.case_id, "leave": p.transition.name},
-        )
-    if eff.seat == "assign":
-        gw.add(
-            FlightSeat(
-                id=new_id("seat"),
-                flight_id=str(p.params["flight_id"]),
-                case_id=facts.case_id,
-                assigned_at=now,
-                checks=[c.as_dict() for c in p.checks],
-            )
-        )
 
 
 # -- two-person actions -----------------------------------------------------------------------
@@ -691,7 +455,7 @@ def execute(gw: Gateway, request_id: str, *, now: datetime | None = None) -> Ste
     if not p.allowed:
         raise StepBlocked(p, "execution", gw)
     result = StepResult(request.case_id)
-    result.events.append(_apply(gw, facts, p, now, request_id=request.id))
+    result.events.append(apply_plan(gw, facts, p, now, request_id=request.id))
     gw.update(request, status="executed", executed_at=now, executed_by=gw.ctx.actor.user_id)
     result.events += evaluate(gw, request.case_id, now, hint=_after(facts, p))
     return result
