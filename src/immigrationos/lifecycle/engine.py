@@ -15,7 +15,12 @@ from typing import Any
 from immigrationos.accounts.roles import Role
 from immigrationos.lifecycle.facts import CaseFacts
 from immigrationos.lifecycle.guards import GUARDS, Check, Step
-from immigrationos.lifecycle.table import LifecycleTable, TransitionSpec, load_table
+from immigrationos.lifecycle.table import (
+    FINALITY_GUARD,
+    LifecycleTable,
+    TransitionSpec,
+    load_table,
+)
 
 
 @dataclass
@@ -109,7 +114,10 @@ def plan(
     if role_check:
         result.checks.append(role_check)
     step = Step(t, params, now)
-    for name in table.expand(t.guards):
+    guards = table.expand(t.guards)
+    if to_state == "FINAL_ORDER" and FINALITY_GUARD not in guards:
+        guards += (FINALITY_GUARD,)  # a return to a final order (after a review) proves it again
+    for name in guards:
         try:
             result.checks.append(GUARDS[name].check(facts, step))
         except (KeyError, TypeError, ValueError):

@@ -94,6 +94,9 @@ class ConditionSpec(_Strict):
 
 class Effects(_Strict):
     remember_state: bool = False
+    remember_as: dict[str, str] = Field(default_factory=dict)
+    """States not to return to as they were (a seat on a flight is given up: the case returns
+    to the order, and removal is scheduled afresh with a new approval)."""
     citizenship: str | None = None
     opens: tuple[ConditionSpec, ...] = ()
     ends: tuple[str, ...] = ()
@@ -200,6 +203,9 @@ class LifecycleTable(_Strict):
         for d in (*t.effects.deadlines, *t.effects.cancels):
             if d not in self.deadlines:
                 out.append(f"{where}: unknown deadline {d!r}")
+        for s in (*t.effects.remember_as, *t.effects.remember_as.values()):
+            if s not in self.states:
+                out.append(f"{where}: unknown state {s!r} in remember_as")
         for c in (t.custody_to, *t.custody_from, t.effects.custody):
             if c is not None and c not in self.custody:
                 out.append(f"{where}: unknown custody {c!r}")

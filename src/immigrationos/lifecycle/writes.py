@@ -48,7 +48,7 @@ def apply_plan(
     t, eff = p.transition, p.transition.effects
     changes: dict[str, Any] = {"state": p.to_state, "custody": p.custody_to}
     if eff.remember_state:
-        changes["remembered_state"] = facts.state
+        changes["remembered_state"] = eff.remember_as.get(facts.state, facts.state)
     if eff.track:
         changes["track"] = eff.track
     if eff.close_case:
