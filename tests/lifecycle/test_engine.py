@@ -216,7 +216,7 @@ def test_citizenship_claim_blocks_every_enforcement_step_until_joint_decision(de
 
 def test_blocked_step_is_audited(desk: Desk) -> None:
     case = _encountered(
-        desk, desk.person("per-cit", citizenship_status="citizen", golden={"a_number": A_NUMBER})
+        desk, desk.person("per-cit", citizenship_status="claimed", golden={"a_number": A_NUMBER})
     )
     with pytest.raises(lc.StepBlocked):
         desk.run(
@@ -574,3 +574,9 @@ def test_voluntary_departure_before_conclusion_needs_no_bond(desk: Desk) -> None
     desk.run("officer.miami", lc.perform, case, "grant_voluntary_departure", params)
     scheduler.tick(desk.runtime.sessions, T0 + timedelta(days=30))
     assert _state(desk, case) == "VD_GRANTED"
+
+
+def test_no_case_is_opened_for_a_decided_citizen(desk: Desk) -> None:
+    pid = desk.person(citizenship_status="citizen")
+    with pytest.raises(ValidationFailed, match="U.S. citizen"):
+        desk.run("officer.miami", lambda gw: lc.open_case(gw, pid, office="Miami", reason="lead"))

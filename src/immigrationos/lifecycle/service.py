@@ -111,6 +111,10 @@ def open_case(
 ) -> EnforcementCase:
     """Open a case in the table's initial state for a person of the index."""
     person = gw.get(Person, person_id)
+    if person.citizenship_status == "citizen":
+        raise ValidationFailed(
+            f"person {person_id} is a U.S. citizen (recorded decision): no civil immigration case"
+        )
     if person.merged_into_id:
         raise ValidationFailed(f"person {person_id} was merged into {person.merged_into_id}")
     now = at or utcnow()
@@ -299,6 +303,15 @@ def request_action(
     facts, p = _plan(gw, case_id, name, params, now)
     if not p.allowed:
         raise StepBlocked(p, "request", gw)
+    open_requests = gw.count(
+        ActionRequest,
+        ActionRequest.case_id == case_id,
+        ActionRequest.action == name,
+        ActionRequest.status.in_(["pending", "approved"]),
+        params={"case": case_id, "action": name, "open": True},
+    )
+    if open_requests:
+        raise ValidationFailed(f"{name} is already requested on {case_id} and not yet closed")
     drafts = _documents(gw, facts, t, p.params, now, draft=True)
     request = ActionRequest(
         id=new_id("req"),
@@ -444,7 +457,7 @@ def execute(gw: Gateway, request_id: str, *, now: datetime | None = None) -> Ste
         )
     approval = _approval(gw, request.id)
     if approval.expires_at and approval.expires_at <= now:
-        gw.update(request, status="expired", outcome="approval expired before execution")
+        # the scheduler marks it expired; this refusal writes nothing
         raise ValidationFailed(
             f"the approval of {request.id} expired at {approval.expires_at:%Y-%m-%d %H:%M}"
         )

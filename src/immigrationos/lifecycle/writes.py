@@ -53,6 +53,8 @@ def apply_plan(
         changes["track"] = eff.track
     if eff.close_case:
         changes["closed_at"] = now
+    elif p.to_state not in load_table().terminal:
+        changes["closed_at"] = None  # a reopened case is open again
     seq = bump_version(gw, facts, t.name, changes)
     event = CaseEvent(
         id=new_id("evt"),
