@@ -83,8 +83,12 @@ def _state_check(table: LifecycleTable, t: TransitionSpec, facts: CaseFacts) -> 
 
 
 def _role_check(t: TransitionSpec, role: Role | None) -> Check | None:
-    if role is None or t.kind != "action":
+    if role is None or role is Role.SYSTEM:
         return None
+    if t.kind == "computed":
+        return Check("role", False, "applied by the engine as soon as its guards hold")
+    if t.kind == "system":
+        return Check("role", False, "recorded by the system from evidence, not by hand")
     if role is Role.SYSTEM or role in t.by:
         return None
     allowed = ", ".join(r.value for r in t.by)

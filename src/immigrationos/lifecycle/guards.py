@@ -429,6 +429,8 @@ def vd_terms_lawful(f: CaseFacts, step: Step) -> Verdict:
 @guard("A warrant of removal (I-205) for the destination is signed.")
 def warrant_of_removal_signed(f: CaseFacts, step: Step) -> Verdict:
     country = _destination(f, step)
+    if country is None:
+        raise KeyError("destination")  # undecidable until the destination is given
     signed = [c for c in f.active("warrant_of_removal") if c.country == country]
     return (
         [{"condition": signed[-1].id}] if signed else f"no signed warrant of removal to {country}"
@@ -438,6 +440,8 @@ def warrant_of_removal_signed(f: CaseFacts, step: Step) -> Verdict:
 @guard("The destination's consulate issued a travel document, valid on the flight date.")
 def travel_document_issued(f: CaseFacts, step: Step) -> Verdict:
     country = _destination(f, step)
+    if country is None:
+        raise KeyError("destination")
     flight = f.flights.get(str(step.params.get("flight_id") or f.seat_flight_id or ""))
     on = flight.departs_at.date() if flight else step.today
     for t in f.travel_documents:
@@ -449,6 +453,8 @@ def travel_document_issued(f: CaseFacts, step: Step) -> Verdict:
 
 @guard("The flight is planned, goes to the destination and has a free seat.")
 def seat_available(f: CaseFacts, step: Step) -> Verdict:
+    if step.params.get("flight_id") is None:
+        raise KeyError("flight_id")
     flight = f.flights.get(str(step.params.get("flight_id")))
     if flight is None:
         return f"no removal flight {step.params.get('flight_id')!r}"
