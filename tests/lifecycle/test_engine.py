@@ -113,7 +113,7 @@ def test_appeal_window_rolls_over_weekend_and_holiday() -> None:
     due, rule = calendar.due(spec, date(2026, 10, 27))  # +30 = Thu 26 Nov, Thanksgiving
     assert due.date() == date(2026, 11, 28)  # runs through Friday 27th
     assert "not a business day" in rule
-    due, _ = calendar.due(spec, date(2026, 6, 6))  # +30 = Monday 6 July? no: Sun 6 July
+    due, _ = calendar.due(spec, date(2026, 6, 6))  # +30 = Monday 6 July, a business day: no roll
     assert due.date() == date(2026, 7, 7)
     assert calendar.add_business_days(date(2026, 11, 25), 5) == date(2026, 12, 3)
 

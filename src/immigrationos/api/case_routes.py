@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from immigrationos.accounts.roles import Role
 from immigrationos.api.deps import access, db_session
+from immigrationos.core.errors import ValidationFailed
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
 from immigrationos.gateway.purposes import Purpose
@@ -256,8 +257,6 @@ def depart(ctx: Supervisor, session: SessionDep, flight_id: str) -> dict[str, An
 def create_operation(ctx: Caseworker, session: SessionDep, body: OperationIn) -> dict[str, Any]:
     """Plan an enforcement operation: one request per target, each guard-checked."""
     if len(body.case_ids) != len(body.targets):
-        from immigrationos.core.errors import ValidationFailed
-
         raise ValidationFailed("give one case id per target")
     targets = [
         {"case_id": cid, "action": t.action, "params": t.params}

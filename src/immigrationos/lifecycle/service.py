@@ -399,12 +399,13 @@ def decide(
     if len(justification.strip()) < 5:
         raise ValidationFailed("a decision needs a justification")
     checks: list[Any] = []
+    documents = list(request.document_ids)
     if approve and request.case_id:
         facts, p = _plan(gw, request.case_id, request.action, request.params, now, as_taker=False)
         if not p.allowed:
             raise StepBlocked(p, "approval", gw)
         checks = [c.as_dict() for c in p.checks]
-        request.document_ids = request.document_ids + _documents(
+        documents += _documents(
             gw,
             facts,
             t,
@@ -432,7 +433,7 @@ def decide(
         request,
         status="approved" if approve else "refused",
         decided_at=now,
-        document_ids=list(request.document_ids),
+        document_ids=documents,
     )
     gw._audit(
         ActionDecided(
@@ -487,16 +488,10 @@ def _approval(gw: Gateway, request_id: str) -> Approval:
     return rows[0]
 
 
-def case_count(gw: Gateway) -> int:
-    """How many cases there are (for reports)."""
-    return gw.count(EnforcementCase, EnforcementCase.id.is_not(None), params={"count": "cases"})
-
-
 __all__ = [
     "CaseConflict",
     "StepBlocked",
     "StepResult",
-    "case_count",
     "decide",
     "evaluate",
     "execute",

@@ -17,7 +17,6 @@ from immigrationos.lifecycle.models import (
     CaseEvent,
     Document,
     EnforcementCase,
-    TravelDocument,
 )
 from immigrationos.lifecycle.table import load_table
 from immigrationos.persons.models import Person
@@ -86,8 +85,9 @@ def case_page(gw: Gateway, case_id: str, *, all_options: bool = False) -> dict[s
         "events": events(gw, case_id),
         "documents": documents(gw, case_id),
         "requests": [request_dict(r) for r in case_requests(gw, case_id)],
-        "travel_documents": facts.travel_documents
-        and [{**t, "valid_until": _iso(t["valid_until"])} for t in facts.travel_documents],
+        "travel_documents": [
+            {**t, "valid_until": _iso(t["valid_until"])} for t in facts.travel_documents
+        ],
         "seat_flight_id": facts.seat_flight_id,
     }
 
@@ -262,7 +262,3 @@ def state_counts(gw: Gateway) -> dict[str, int]:
     counts = dict.fromkeys(load_table().states, 0)
     counts.update({r[0]: int(r[1]) for r in rows})
     return counts
-
-
-def travel_document(gw: Gateway, travel_document_id: str) -> TravelDocument:
-    return gw.get(TravelDocument, travel_document_id)

@@ -128,9 +128,9 @@ def _conditions(gw: Gateway, facts: CaseFacts, p: Plan, event: CaseEvent, now: d
         )
     rows = []
     for spec in eff.opens:
-        values = spec.resolve(p.params)
-        extra: dict[str, Any] = {"params": p.params, "evidence": p.evidence()}
-        if values["kind"] == "citizenship_decided":
+        # the step's parameters, and what the guards relied on (finality: its own evidence)
+        extra: dict[str, Any] = {"evidence": p.evidence()}
+        if spec.kind == "citizenship_decided":
             extra["evidence_records"] = facts.citizenship_evidence
         if spec.kind == "final_order":
             extra["evidence"] = [e for e in p.evidence() if e["guard"] == "final_order_holds"]
@@ -140,8 +140,8 @@ def _conditions(gw: Gateway, facts: CaseFacts, p: Plan, event: CaseEvent, now: d
                 case_id=facts.case_id,
                 opened_at=now,
                 opened_event_id=event.id,
-                **values,
-                **{"params": {**p.params, **extra}},
+                params={**p.params, **extra},
+                **spec.resolve(p.params),
             )
         )
     if rows:
