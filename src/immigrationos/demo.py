@@ -19,6 +19,7 @@ from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.load import LoadReport, load_cases
+from immigrationos.priority.demo import PriorityLoad, load_priorities
 from immigrationos.resolution import service as resolution_service
 from immigrationos.resolution.service import RunReport
 from immigrationos.runtime import Runtime, open_runtime
@@ -39,6 +40,7 @@ class DemoResult:
     reports: list[BatchReport] = field(default_factory=list)
     resolution: RunReport | None = None
     cases: LoadReport | None = None
+    priorities: PriorityLoad | None = None
     audit_message: str = ""
 
     def summary_table(self) -> Table:
@@ -81,6 +83,7 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
         result.reports.append(_ingest(runtime, definition.id, path, bar))
     result.resolution = _resolve(runtime, bar)
     result.cases = _cases(runtime, bar)
+    result.priorities = _priorities(runtime, bar)
     with transaction(runtime.sessions) as session:
         emit(
             session,
@@ -121,6 +124,15 @@ def _cases(runtime: Runtime, bar: Progress | None) -> LoadReport:
             bar.update(task, completed=done, total=total)
 
     return load_cases(runtime, progress=advance)
+
+
+def _priorities(runtime: Runtime, bar: Progress | None) -> PriorityLoad:
+    """Publish the example policies, adopt the 2021 one, run it and the 2025 one."""
+    task = bar.add_task("prioritize", total=1) if bar else None
+    loaded = load_priorities(runtime)
+    if bar is not None and task is not None:
+        bar.update(task, completed=1)
+    return loaded
 
 
 def _ingest(runtime: Runtime, source_id: str, path: Path, bar: Progress | None) -> BatchReport:

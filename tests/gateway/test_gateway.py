@@ -109,7 +109,7 @@ def test_administrator_reads_no_personal_data_and_the_refusal_is_audited(
 
 def test_a_role_cannot_declare_a_purpose_it_does_not_have() -> None:
     with pytest.raises(AccessRefused, match="may not work under purpose"):
-        AccessContext(OFFICER, Purpose.ENFORCEMENT_PRIORITIZATION)
+        AccessContext(OFFICER, Purpose.STATISTICS)
 
 
 def test_reading_a_missing_row_is_not_found(runtime: Runtime) -> None:

@@ -43,14 +43,28 @@ ROLES: dict[Role, RoleSpec] = {
             Role.OFFICER,
             "Works a caseload: reviews leads, records encounters, drafts documents, requests "
             "actions. Never acts without an approved action.",
-            frozenset({P.CASE_PROCESSING, P.CRIMINAL_INVESTIGATION, P.DEPARTURE_VERIFICATION}),
+            frozenset(
+                {
+                    P.CASE_PROCESSING,
+                    P.ENFORCEMENT_PRIORITIZATION,
+                    P.CRIMINAL_INVESTIGATION,
+                    P.DEPARTURE_VERIFICATION,
+                }
+            ),
             True,
         ),
         RoleSpec(
             Role.SUPERVISOR,
             "Approves or rejects requested actions (two-person rule) and assigns caseloads. "
-            "Never approves their own request.",
-            frozenset({P.CASE_PROCESSING, P.CRIMINAL_INVESTIGATION, P.DEPARTURE_VERIFICATION}),
+            "Never approves their own request. Adopts priority policies registered by others.",
+            frozenset(
+                {
+                    P.CASE_PROCESSING,
+                    P.ENFORCEMENT_PRIORITIZATION,
+                    P.CRIMINAL_INVESTIGATION,
+                    P.DEPARTURE_VERIFICATION,
+                }
+            ),
             True,
         ),
         RoleSpec(

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from immigrationos import __version__
 from immigrationos.accounts.models import User
-from immigrationos.api import case_routes, resolve_routes, sources_routes
+from immigrationos.api import case_routes, priority_routes, resolve_routes, sources_routes
 from immigrationos.api.routes import router
 from immigrationos.audit.models import AuditEntry
 from immigrationos.core.errors import ImmosError
@@ -46,6 +46,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(resolve_routes.router)
     app.include_router(resolve_routes.persons_router)
     app.include_router(case_routes.router)
+    app.include_router(priority_routes.router)
     case_routes.start_scheduler(app, app.state.runtime)
     app.add_exception_handler(ImmosError, _immos_error)
     app.add_exception_handler(Exception, _internal_error)

@@ -299,6 +299,42 @@ class FlightChanged(AuditEvent):
     dropped: dict[str, str] = Field(default_factory=dict)
 
 
+class PolicyRegistered(AuditEvent):
+    """A priority policy version was registered (validated; not yet in force)."""
+
+    action = "priority.policy_registered"
+    policy_id: str
+    sha256: str
+
+
+class PolicyAdopted(AuditEvent):
+    """A second person adopted a registered policy version; older versions were retired."""
+
+    action = "priority.policy_adopted"
+    policy_id: str
+    retired: list[str] = Field(default_factory=list)
+
+
+class PrioritiesScored(AuditEvent):
+    """A policy was run over the person index; one score per person was stored."""
+
+    action = "priority.scored"
+    run_id: str
+    policy_id: str
+    index_version: str | None = None
+    count: int
+
+
+class PriorityOverridden(AuditEvent):
+    """A person raised or lowered someone's tier, with a justification (counted for oversight)."""
+
+    action = "priority.overridden"
+    override_id: str
+    direction: str
+    from_tier: str
+    to_tier: str
+
+
 def all_event_classes() -> list[type[AuditEvent]]:
     """Every concrete event class (for documentation and the docs test)."""
     found: list[type[AuditEvent]] = []

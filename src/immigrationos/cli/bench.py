@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.table import Table
 
 from immigrationos import bench
 from immigrationos.cli.common import console, friendly_errors
 
+#: Benchmarks that read ``--sizes`` and ``--backend`` (passed as environment variables, which
+#: their measurement subprocesses inherit).
+SIZED = ("priority",)
+
 
 @friendly_errors
 def bench_cmd(
     name: str | None = typer.Argument(None, help="Benchmark to run (omit to list them)."),
     quick: bool = typer.Option(False, "--quick", help="Smaller sizes, for a smoke run."),
+    sizes: str | None = typer.Option(
+        None,
+        "--sizes",
+        help=f"Comma-separated sizes, e.g. 100000,1000000 (benchmarks: {', '.join(SIZED)}).",
+    ),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help="sqlite, postgresql or both (PostgreSQL when reachable; benchmarks: "
+        f"{', '.join(SIZED)}).",
+    ),
 ) -> None:
     """Run benchmark NAME beside its peer; print a table and write JSON to benchmarks/results/.
 
@@ -22,6 +39,20 @@ def bench_cmd(
         for available in bench.available():
             console.print(available)
         return
+    if (sizes or backend) and name not in SIZED:
+        raise typer.BadParameter(f"--sizes and --backend apply to: {', '.join(SIZED)}")
+    if backend and backend not in ("sqlite", "postgresql", "both"):
+        raise typer.BadParameter("--backend is sqlite, postgresql or both")
+    if sizes:
+        try:
+            parsed = [int(s.strip().replace("_", "")) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--sizes takes whole numbers, not {sizes!r}") from None
+        if not parsed or min(parsed) < 1:
+            raise typer.BadParameter("--sizes takes positive whole numbers")
+        os.environ["IMMOS_BENCH_SIZES"] = ",".join(str(s) for s in parsed)
+    if backend:
+        os.environ["IMMOS_BENCH_BACKEND"] = backend
     report, path = bench.run(name, quick=quick)
     table = Table(*report.columns, title=report.title)
     for row in report.rows:

@@ -16,16 +16,21 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from immigrationos.accounts.service import actor_of, authenticate
-from immigrationos.cli.common import console, friendly_errors, kv_table, runtime
+from immigrationos.cli.common import (
+    console,
+    friendly_errors,
+    kv_table,
+    run_as,
+    runtime,
+    signed_in,
+)
 from immigrationos.core.errors import ValidationFailed
 from immigrationos.gateway.context import AccessContext, system_context
-from immigrationos.gateway.core import Gateway, unit_of_work
+from immigrationos.gateway.core import Gateway
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle import diagram, logistics, operations, scheduler, service, views
 from immigrationos.lifecycle.models import Document
 from immigrationos.lifecycle.table import load_table
-from immigrationos.store.engine import transaction
 
 app = typer.Typer(
     help="Cases: open, see what can happen next, act, request, approve.", no_args_is_help=True
@@ -55,15 +60,11 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "lifecycle.md"
 
 
 def _as(username: str, password: str | None, why: str) -> AccessContext:
-    secret = password or typer.prompt(f"password for {username}", hide_input=True)
-    with runtime() as rt, transaction(rt.sessions) as session:
-        actor = actor_of(authenticate(session, username, secret))
-    return AccessContext(actor, Purpose.CASE_PROCESSING, why)
+    ctx: AccessContext = signed_in(username, password, Purpose.CASE_PROCESSING, why)
+    return ctx
 
 
-def _run(ctx: AccessContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with runtime() as rt, unit_of_work(rt.sessions, ctx) as gw:
-        return fn(gw, *args, **kwargs)
+_run = run_as
 
 
 def parse_params(action: str, pairs: list[str] | None) -> dict[str, Any]:

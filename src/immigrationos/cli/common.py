@@ -73,3 +73,23 @@ def kv_table(title: str, rows: dict[str, Any]) -> Any:
     for key, value in rows.items():
         table.add_row(key, str(value))
     return table
+
+
+def signed_in(username: str, password: str | None, purpose: Any, why: str) -> Any:
+    """The access context of ``username`` (password prompted when not given) for a purpose."""
+    from immigrationos.accounts.service import actor_of, authenticate
+    from immigrationos.gateway.context import AccessContext
+    from immigrationos.store.engine import transaction
+
+    secret = password or typer.prompt(f"password for {username}", hide_input=True)
+    with runtime() as rt, transaction(rt.sessions) as session:
+        actor = actor_of(authenticate(session, username, secret))
+    return AccessContext(actor, purpose, why)
+
+
+def run_as(ctx: Any, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Call ``fn(gateway, *args)`` in one unit of work under ``ctx``."""
+    from immigrationos.gateway.core import unit_of_work
+
+    with runtime() as rt, unit_of_work(rt.sessions, ctx) as gw:
+        return fn(gw, *args, **kwargs)

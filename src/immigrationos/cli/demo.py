@@ -87,6 +87,12 @@ def demo_cmd(
             f"cases: {c.cases_opened:,} opened from court and encounter histories "
             f"({c.steps_applied:,} steps through the engine); by state: {states}"
         )
+    if result.priorities is not None:
+        p = result.priorities
+        console.print(
+            f"priorities: {p.in_force} in force; runs {', '.join(p.runs.values())}; "
+            f"{p.actionable:,} actionable leads (`immos priority worklist --as officer.miami`)"
+        )
     console.print(f"[green]{result.audit_message}[/]")
     _print_accounts(list(result.accounts))
     if serve:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 from immigrationos import __version__
-from immigrationos.cli import audit, cases, db, lineage, resolve, retention, sources, users
+from immigrationos.cli import (
+    audit,
+    cases,
+    db,
+    lineage,
+    priority,
+    resolve,
+    retention,
+    sources,
+    users,
+)
 from immigrationos.cli.bench import bench_cmd
 from immigrationos.cli.demo import demo_cmd
 from immigrationos.cli.serve import serve_cmd
@@ -28,6 +38,7 @@ app.add_typer(cases.app, name="cases")
 app.add_typer(cases.lifecycle_app, name="lifecycle")
 app.add_typer(cases.removal_app, name="removal")
 app.add_typer(cases.operations_app, name="operations")
+app.add_typer(priority.app, name="priority")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(retention.app, name="retention")
 app.add_typer(audit.app, name="audit")

@@ -373,6 +373,18 @@ class Gateway:
         self._audit(RecordCreated(object_type=model.__tablename__, object_ids=ids, count=len(ids)))
         return len(ids)
 
+    def insert_bulk(self, model: type[Base], columns: dict[str, Any], event: Any) -> int:
+        """Bulk-create rows without per-row ids (a run's scores); ``event`` says what and how
+        many, in one audit entry."""
+        count = len(next(iter(columns.values()), []))
+        if not count:
+            return 0
+        self._require_personal_access(model, "create")
+        with self._inside() as session:
+            bulk.insert_columns(session.connection(), model.__table__, columns)  # type: ignore[arg-type]
+        self._audit(event)
+        return count
+
     def update_rows(self, model: type[Base], rows: list[dict[str, Any]]) -> int:
         """Bulk-update rows by primary key (each dict holds ``id`` and the new values).
 

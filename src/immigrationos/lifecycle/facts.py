@@ -110,7 +110,8 @@ class CaseFacts:
         return [d for d in self.deadlines if d.kind == kind and status in (None, d.status)]
 
 
-def _rows(case_id: str, person_id: str) -> dict[str, tuple[Any, Any]]:
+def file_queries(case_id: str, person_id: str) -> dict[str, tuple[Any, Any]]:
+    """The selects of a case file (a case id of \"\" gives the person-level parts only)."""
     link, rec = RecordLink, SourceRecord
     return {
         "conditions": (
@@ -168,7 +169,9 @@ def gather(gw: Gateway, case_id: str, flight_ids: tuple[str, ...] = ()) -> CaseF
     ``flight_ids`` names flights a step refers to (a seat to take), read with the file.
     """
     case = _case(gw, case_id)
-    got = gw.bundle(_rows(case.id, case.person_id), params={"file": "case_file", "case": case.id})
+    got = gw.bundle(
+        file_queries(case.id, case.person_id), params={"file": "case_file", "case": case.id}
+    )
     facts = CaseFacts(
         case_id=case.id,
         person_id=case.person_id,
@@ -180,7 +183,7 @@ def gather(gw: Gateway, case_id: str, flight_ids: tuple[str, ...] = ()) -> CaseF
         remembered_state=case.remembered_state,
         identity_hold=case.identity_hold,
     )
-    _fill(facts, got)
+    fill(facts, got)
     wanted = sorted({*flight_ids, facts.seat_flight_id or ""} - {""})
     facts.flights = flights(gw, wanted) if wanted else {}
     return facts
@@ -193,7 +196,8 @@ def _case(gw: Gateway, case_id: str) -> EnforcementCase:
         raise NotFound(f"no case {case_id!r}") from None
 
 
-def _fill(facts: CaseFacts, got: dict[str, list[Any]]) -> None:
+def fill(facts: CaseFacts, got: dict[str, list[Any]]) -> None:
+    """Set the facts' fields from the rows :func:`file_queries` read."""
     facts.conditions = [
         Condition(c.id, c.kind, c.status, c.country, c.form, c.opened_at, c.ended_at, c.params)
         for (c,) in got["conditions"]

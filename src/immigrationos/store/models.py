@@ -1,6 +1,7 @@
 """Every mapped model, imported in data-flow order so metadata and migrations see them all.
 
-sources → records → persons → facts → cases → departures → oversight; plus accounts and audit.
+sources → records → persons → facts → priorities and cases → departures → oversight;
+plus accounts and audit.
 """
 
 from immigrationos.accounts.models import RoleRow, User
@@ -38,6 +39,12 @@ from immigrationos.persons.models import (
     Person,
     RecordLink,
     StatusEpisode,
+)
+from immigrationos.priority.models import (
+    PriorityOverride,
+    PriorityPolicy,
+    PriorityRun,
+    PriorityScore,
 )
 from immigrationos.resolution.models import (
     MatchReview,
@@ -88,6 +95,10 @@ __all__ = [
     "MatchReview",
     "Person",
     "PersonEvent",
+    "PriorityOverride",
+    "PriorityPolicy",
+    "PriorityRun",
+    "PriorityScore",
     "Proceeding",
     "QuarantinedRow",
     "RecordLink",
