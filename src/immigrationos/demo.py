@@ -6,15 +6,21 @@ Kept apart from the CLI so tests (and later issues' demo steps) can call it dire
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
+import orjson
 from rich.progress import Progress
 from rich.table import Table
 
 from immigrationos.accounts.service import DemoAccount, ensure_demo_accounts
 from immigrationos.audit.chain import emit, verify
 from immigrationos.audit.events import DemoLoaded
+from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import ConfigurationError
+from immigrationos.departures import overstays
+from immigrationos.departures.replay import ReplayReport, lines_of, replay
+from immigrationos.departures.service import Processor
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
@@ -41,6 +47,7 @@ class DemoResult:
     resolution: RunReport | None = None
     cases: LoadReport | None = None
     priorities: PriorityLoad | None = None
+    departures: DepartureLoad | None = None
     audit_message: str = ""
 
     def summary_table(self) -> Table:
@@ -55,6 +62,10 @@ class DemoResult:
         return table
 
 
+#: The last year of the world's departure stream is replayed live; the rest is history.
+LIVE_DAYS = 365
+
+
 def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None) -> DemoResult:
     """Generate the world into ``world``, open a fresh runtime and load every source."""
     runtime = open_runtime()
@@ -66,9 +77,8 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
         if bar is not None and task is not None:
             bar.update(task, completed=done, total=total)
 
-    generate_world(
-        WorldConfig(persons=persons, seed=seed, noise=NoiseConfig()), world, progress=on_progress
-    )
+    config = WorldConfig(persons=persons, seed=seed, noise=NoiseConfig())
+    generate_world(config, world, progress=on_progress)
     with transaction(runtime.sessions) as session:
         accounts = ensure_demo_accounts(session)
         ctx = system_context(Purpose.DATA_INTEGRATION, "demo: register shipped sources")
@@ -76,14 +86,19 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
         for definition in definitions:
             register(session, definition, ctx)
     result = DemoResult(runtime, accounts)
+    cutoff = config.as_of_date - timedelta(days=LIVE_DAYS)
+    history, live = split_stream(world / "sources" / "departures.jsonl", world / "stream", cutoff)
     for definition in definitions:
         path = world / "sources" / (definition.file or "")
         if not definition.file or not path.exists():
             continue
+        if definition.id == "departures":
+            path = history
         result.reports.append(_ingest(runtime, definition.id, path, bar))
     result.resolution = _resolve(runtime, bar)
     result.cases = _cases(runtime, bar)
     result.priorities = _priorities(runtime, bar)
+    result.departures = _departures(runtime, live, bar)
     with transaction(runtime.sessions) as session:
         emit(
             session,
@@ -124,6 +139,48 @@ def _cases(runtime: Runtime, bar: Progress | None) -> LoadReport:
             bar.update(task, completed=done, total=total)
 
     return load_cases(runtime, progress=advance)
+
+
+def split_stream(stream: Path, folder: Path, cutoff: date) -> tuple[Path, Path]:
+    """Split the world's departure stream at ``cutoff``: the history (ingested in batch, as
+    the records of past years are) and the live tail (replayed through the stream)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    history, live = folder / "departures-history.jsonl", folder / "departures-live.jsonl"
+    mark = cutoff.isoformat()
+    with stream.open("rb") as src, history.open("wb") as old, live.open("wb") as new:
+        for line in src:
+            at = orjson.loads(line).get("occurred_at") or ""
+            (old if at[:10] < mark else new).write(line)
+    return history, live
+
+
+@dataclass
+class DepartureLoad:
+    """The live tail of the stream, replayed; overstays assessed before and after it."""
+
+    replay: ReplayReport
+    overstays_before: dict[str, int]
+    overstays_after: dict[str, int]
+
+
+def _departures(runtime: Runtime, live: Path, bar: Progress | None) -> DepartureLoad:
+    """Assess overstays with the history known, replay the last year's departures through
+    the processor (matching, case effects), and assess again: the departures the stream
+    recorded revise the figures, and the overstay history keeps both."""
+    ctx = system_context(Purpose.STATISTICS, "demo: overstays")
+    today = utcnow().date()
+    with unit_of_work(runtime.sessions, ctx) as gw:
+        before = overstays.assess(gw, today)
+    task = bar.add_task("replay departures", total=None) if bar else None
+    processor = Processor(runtime, "replay")
+    report = replay(
+        processor,
+        lines_of(live),
+        progress=lambda n: bar.advance(task, n) if bar is not None and task is not None else None,
+    )
+    with unit_of_work(runtime.sessions, ctx) as gw:
+        after = overstays.assess(gw, today)
+    return DepartureLoad(report, before.outcomes, after.outcomes)
 
 
 def _priorities(runtime: Runtime, bar: Progress | None) -> PriorityLoad:

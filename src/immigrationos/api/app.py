@@ -7,13 +7,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
 from immigrationos import __version__
 from immigrationos.accounts.models import User
-from immigrationos.api import case_routes, priority_routes, resolve_routes, sources_routes
+from immigrationos.api import (
+    case_routes,
+    departure_routes,
+    overstay_routes,
+    priority_routes,
+    resolve_routes,
+    sources_routes,
+)
 from immigrationos.api.routes import router
 from immigrationos.audit.models import AuditEntry
 from immigrationos.core.errors import ImmosError
@@ -47,11 +54,14 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(resolve_routes.persons_router)
     app.include_router(case_routes.router)
     app.include_router(priority_routes.router)
+    app.include_router(overstay_routes.router)  # before /api/departures/{id}
+    app.include_router(departure_routes.router)
     case_routes.start_scheduler(app, app.state.runtime)
     app.add_exception_handler(ImmosError, _immos_error)
     app.add_exception_handler(Exception, _internal_error)
     app.middleware("http")(_security_headers)
     app.get("/", response_class=HTMLResponse, include_in_schema=False)(_home)
+    app.get("/metrics", tags=["system"], response_class=PlainTextResponse)(_metrics)
     return app
 
 
@@ -96,3 +106,18 @@ def _home(request: Request) -> HTMLResponse:
             "mode": runtime.settings.mode,
         },
     )
+
+
+def _metrics(request: Request) -> Response:
+    """The departure monitor's figures in the Prometheus text format (aggregates only; the
+    review-queue count is an audited read like any other)."""
+    from immigrationos.departures import monitor
+    from immigrationos.gateway.context import system_context
+    from immigrationos.gateway.core import unit_of_work
+    from immigrationos.gateway.purposes import Purpose
+
+    runtime: Runtime = request.app.state.runtime
+    ctx = system_context(Purpose.DEPARTURE_VERIFICATION, "metrics scrape")
+    with unit_of_work(runtime.sessions, ctx) as gw:
+        figures = monitor.snapshot(gw)
+    return Response(monitor.prometheus_text(figures), media_type="text/plain; version=0.0.4")

@@ -335,6 +335,34 @@ class PriorityOverridden(AuditEvent):
     to_tier: str
 
 
+class DeparturesProcessed(AuditEvent):
+    """A batch of departure events was matched and applied (with the inbox, exactly once)."""
+
+    action = "departure.processed"
+    transport: str
+    events: int
+    duplicates: int = 0
+    bands: dict[str, int] = Field(default_factory=dict)
+    steps: dict[str, int] = Field(default_factory=dict)
+
+
+class DepartureDeadLettered(AuditEvent):
+    """An event could not be read or validated; kept in the dead-letter store with why."""
+
+    action = "departure.dead_lettered"
+    transport: str
+    reason: str
+
+
+class DepartureReviewed(AuditEvent):
+    """A person decided a departure the matcher left for review (same person or not)."""
+
+    action = "departure.reviewed"
+    decision: str
+    person_id: str | None = None
+    steps: dict[str, int] = Field(default_factory=dict)
+
+
 def all_event_classes() -> list[type[AuditEvent]]:
     """Every concrete event class (for documentation and the docs test)."""
     found: list[type[AuditEvent]] = []

@@ -93,6 +93,22 @@ def demo_cmd(
             f"priorities: {p.in_force} in force; runs {', '.join(p.runs.values())}; "
             f"{p.actionable:,} actionable leads (`immos priority worklist --as officer.miami`)"
         )
+    if result.departures is not None:
+        d = result.departures
+        bands = ", ".join(f"{k} {v}" for k, v in sorted(d.replay.bands.items()))
+        steps = ", ".join(f"{k} {v}" for k, v in sorted(d.replay.steps.items())) or "none"
+        console.print(
+            f"departures: the last year's {d.replay.events:,} events replayed through the stream "
+            f"({bands}); case steps: {steps} (`immos departures monitor`, "
+            "`immos departures review list`)"
+        )
+        console.print(
+            "overstays before the replay: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(d.overstays_before.items()))
+            + "; after: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(d.overstays_after.items()))
+            + " (`immos departures overstays report --as analyst`)"
+        )
     console.print(f"[green]{result.audit_message}[/]")
     _print_accounts(list(result.accounts))
     if serve:

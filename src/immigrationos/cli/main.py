@@ -9,6 +9,7 @@ from immigrationos.cli import (
     audit,
     cases,
     db,
+    departures,
     lineage,
     priority,
     resolve,
@@ -39,6 +40,7 @@ app.add_typer(cases.lifecycle_app, name="lifecycle")
 app.add_typer(cases.removal_app, name="removal")
 app.add_typer(cases.operations_app, name="operations")
 app.add_typer(priority.app, name="priority")
+app.add_typer(departures.app, name="departures")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(retention.app, name="retention")
 app.add_typer(audit.app, name="audit")

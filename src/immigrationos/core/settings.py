@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default="local[2]",
         description="Spark master URL for the Spark backend (local[N] or a cluster's URL).",
     )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server (with JetStream) the departure stream is published to.",
+    )
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:

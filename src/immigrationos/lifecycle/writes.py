@@ -9,7 +9,7 @@ citizenship change as a recorded change, travel documents and seats, and the aud
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -67,7 +67,7 @@ def apply_plan(
         to_state=p.to_state,
         actor_id=gw.ctx.actor.user_id,
         params=p.params,
-        evidence=p.evidence(),
+        evidence=p.evidence() + _timeliness(facts, eff.mark_timeliness, p.params, now),
         request_id=request_id,
         custody_from=p.custody_from,
         custody_to=p.custody_to,
@@ -146,6 +146,27 @@ def _conditions(gw: Gateway, facts: CaseFacts, p: Plan, event: CaseEvent, now: d
         )
     if rows:
         gw.add(*rows)
+
+
+def _timeliness(
+    facts: CaseFacts, kind: str | None, params: dict[str, Any], now: datetime
+) -> list[dict[str, Any]]:
+    """Whether the step (a departure) came on time against the case's deadline ``kind``:
+    the departure time (``departed_at``, else now) against the deadline's due time."""
+    if not kind:
+        return []
+    deadlines = sorted(facts.deadline(kind, None), key=lambda d: d.due_at)
+    if not deadlines:
+        return [{"timeliness": "unknown", "reason": f"no {kind} deadline in the case"}]
+    due = deadlines[-1].due_at
+    at = params.get("departed_at")
+    when = datetime.fromisoformat(at) if isinstance(at, str) else now
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    due_aware = due if due.tzinfo else due.replace(tzinfo=UTC)
+    return [{"timeliness": "on-time" if when <= due_aware else "late",
+             "deadline": deadlines[-1].id, "due_at": due_aware.isoformat(),
+             "departed_at": when.isoformat()}]  # fmt: skip
 
 
 def _deadlines(

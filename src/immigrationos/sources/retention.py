@@ -39,6 +39,7 @@ from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import NotFound
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import Person, RecordLink
+from immigrationos.resolution.models import MatchReview
 from immigrationos.sources.mapping import table_model
 from immigrationos.sources.models import (
     DataSharingAgreement,
@@ -297,10 +298,39 @@ def _detach(gateway: Gateway, doomed: Select[Any], params: dict[str, Any]) -> No
             gateway.execute(stmt, table_model(table.name), params=params)
 
 
+def _delete_dependents(
+    gateway: Gateway, doomed: Select[Any], params: dict[str, Any]
+) -> dict[str, int]:
+    """Rows computed from records or facts about to go that carry no source record of their
+    own (a match review of a purged record, an overstay assessment of a purged admission):
+    they go with them."""
+    derived = {t.name: t for t in derived_tables()}
+    removed: dict[str, int] = {}
+    reviews: Table = MatchReview.__table__  # type: ignore[assignment]  # a purged record's pair
+    stmt = delete(reviews).where(
+        or_(reviews.c.record_l.in_(doomed), reviews.c.record_r.in_(doomed))
+    )
+    removed[reviews.name] = gateway.execute(
+        stmt.execution_options(**_BULK), MatchReview, params=params
+    )
+    for table in reversed(Base.metadata.sorted_tables):
+        if table.name in derived:
+            continue
+        for fk in table.foreign_keys:
+            target = derived.get(fk.column.table.name)
+            if target is None:
+                continue
+            gone = select(target.c.id).where(target.c.source_record_id.in_(doomed))
+            stmt = delete(table).where(fk.parent.in_(gone)).execution_options(**_BULK)
+            count = gateway.execute(stmt, table_model(table.name), params=params)
+            removed[table.name] = removed.get(table.name, 0) + count
+    return removed
+
+
 def _delete_derived(gateway: Gateway, plan: SourcePlan, params: dict[str, Any]) -> dict[str, int]:
     doomed = plan.expired_ids()
     _detach(gateway, doomed, params)
-    removed = {}
+    removed = _delete_dependents(gateway, doomed, params)
     for table in derived_tables():  # children before parents (court facts chain by FK)
         stmt = delete(table).where(table.c.source_record_id.in_(doomed)).execution_options(**_BULK)
         removed[table.name] = gateway.execute(stmt, table_model(table.name), params=params)

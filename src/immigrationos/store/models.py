@@ -6,7 +6,7 @@ plus accounts and audit.
 
 from immigrationos.accounts.models import RoleRow, User
 from immigrationos.audit.models import AuditCheckpoint, AuditEntry, AuditHead
-from immigrationos.departures.models import Departure
+from immigrationos.departures.models import DeadLetter, Departure, InboxEntry, OverstayAssessment
 from immigrationos.facts.models import (
     Address,
     Admission,
@@ -82,6 +82,7 @@ __all__ = [
     "CourtCase",
     "CourtDecision",
     "DataSharingAgreement",
+    "DeadLetter",
     "Departure",
     "DisclosureRequest",
     "Document",
@@ -91,8 +92,10 @@ __all__ = [
     "FlightSeat",
     "Hearing",
     "Identifier",
+    "InboxEntry",
     "IngestBatch",
     "MatchReview",
+    "OverstayAssessment",
     "Person",
     "PersonEvent",
     "PriorityOverride",

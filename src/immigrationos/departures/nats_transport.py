@@ -1,0 +1,610 @@
+"""Departure events over NATS JetStream, into the same :class:`~.service.Processor` as the
+embedded transports.
+
+Exactly once, end to end:
+
+- **Publishing** sends each event with its ``event_id`` as ``Nats-Msg-Id``. Inside the
+  stream's de-duplication window JetStream stores a re-publication of the same id only once
+  and says so in the acknowledgement (``PubAck.duplicate``); a publication that timed out is
+  simply sent again, since the id makes that safe.
+- **Consuming** is a durable pull consumer with explicit acks. A batch is acknowledged only
+  after :meth:`~.service.Processor.process` committed it, so a consumer that dies before the
+  commit leaves the batch unacknowledged and JetStream redelivers it after ``ack_wait``. One
+  that dies after the commit, before its acks reached the server, gets the batch again too,
+  and the inbox (keyed by event id, committed with the effects) turns each such event into a
+  ``duplicate`` that changes nothing. Nothing is lost (unacknowledged means redelivered) and
+  nothing is applied twice (the inbox).
+- What cannot be read is dead-lettered by the processor and acknowledged: redelivering bytes
+  that will never parse helps no one. A batch that fails for any other reason is retried
+  event by event; an event that still fails is nak'ed with a delay (redelivered later), never
+  acknowledged nor terminated.
+
+The server is ``IMMOS_NATS_URL`` (default ``nats://127.0.0.1:4222``). Stream, subject and
+durable default to the constants below; tests and demos pass their own to stay apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.errors import NotFoundError
+
+from immigrationos.core.clock import utcnow
+from immigrationos.core.errors import ValidationFailed
+from immigrationos.departures.events import read_event
+from immigrationos.departures.service import SOURCE, Outcome, Processor, Received
+from immigrationos.gateway.context import system_context
+from immigrationos.gateway.core import unit_of_work
+from immigrationos.gateway.purposes import Purpose
+from immigrationos.runtime import Runtime
+from immigrationos.sources.registry import agreement_in_force
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STREAM = "IMMOS_DEPARTURES"
+SUBJECT = "immos.departures.events"
+DURABLE = "immos-departures"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+TRANSPORT = "nats"
+
+#: How late a re-publication of an event is still dropped by its ``Nats-Msg-Id`` (seconds).
+#: Ten minutes covers a publisher's retries after a timeout (seconds) and a publication
+#: restarted after a crash or a network partition (minutes). The server holds every id of the
+#: window in memory, so a longer window costs memory in proportion to the publication rate
+#: (a full-speed replay of millions of synthetic events keeps them all). A re-publication
+#: after the window is stored again, and the consumer's inbox makes it a reported duplicate
+#: that changes nothing: the window saves work, the inbox guarantees the result.
+DUPLICATE_WINDOW = 600.0
+#: Seconds a delivered, unacknowledged message waits before redelivery. Batches take well
+#: under a second; a slower one sends in-progress acks (``+WPI``) so it is not redelivered
+#: while still being processed.
+ACK_WAIT = 30.0
+#: Messages delivered and not yet acknowledged, across every consumer of the durable.
+MAX_ACK_PENDING = 4096
+#: Seconds before an event whose processing failed is delivered again.
+NAK_DELAY = 5.0
+#: Publications awaiting their acknowledgement at once.
+PUBLISH_WINDOW = 1000
+#: Seconds to wait for a window of publish acknowledgements before publishing again.
+PUBLISH_TIMEOUT = 10.0
+PUBLISH_ATTEMPTS = 3
+#: Lags kept for the report's percentiles (the most recent ones).
+LAGS_KEPT = 10_000
+#: The event id's own pattern (``events.EventId``): only such an id becomes a header value,
+#: so bytes from an event can never inject a header line.
+_MSG_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: One batch at a time per process, whatever the number of consumers in it. Threads would
+#: not process faster (the GIL), and on Python 3.11 they deadlock: ``functools.
+#: cached_property`` (``Gateway.agreements``) takes one lock shared by every instance, so a
+#: thread holding SQLite's write lock waits for that lock while the thread holding it waits
+#: for the write lock, until the busy timeout fails one of them. Scale out with processes.
+_PROCESSING = threading.Lock()
+
+
+def nats_url() -> str:
+    """The NATS server: ``IMMOS_NATS_URL``, or the local default."""
+    return os.environ.get("IMMOS_NATS_URL", "") or DEFAULT_URL
+
+
+# -- the stream ---------------------------------------------------------------------------
+
+
+def stream_config(
+    stream: str = STREAM, subject: str = SUBJECT, max_age: float | None = None
+) -> StreamConfig:
+    """File storage, kept by limits (the stream is the replayable record of what was
+    published; trimming it, ``max_age``, is the operator's decision), de-duplicated."""
+    return StreamConfig(
+        name=stream,
+        description="ImmigrationOS departure events (manifests, land exits, self-reports)",
+        subjects=[subject],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW,
+        max_age=max_age,
+    )
+
+
+async def ensure_stream(
+    js: JetStreamContext,
+    stream: str = STREAM,
+    subject: str = SUBJECT,
+    max_age: float | None = None,
+) -> StreamInfo:
+    """Create the stream, or bring an existing one to :func:`stream_config`."""
+    config = stream_config(stream, subject, max_age)
+    try:
+        await js.stream_info(stream)
+    except NotFoundError:
+        return await js.add_stream(config)
+    return await js.update_stream(config)
+
+
+def consumer_config(
+    durable: str = DURABLE,
+    subject: str = SUBJECT,
+    ack_wait: float = ACK_WAIT,
+    max_ack_pending: int = MAX_ACK_PENDING,
+) -> ConsumerConfig:
+    """A durable pull consumer with explicit acks that never gives up on an event
+    (``max_deliver`` unlimited: unreadable events are dead-lettered, not dropped)."""
+    return ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        description="ImmigrationOS departure processor",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        max_ack_pending=max_ack_pending,
+        filter_subject=subject,
+    )
+
+
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> ConsumerInfo:
+    """Create the durable consumer, or update it to ``config`` (same name, same filter)."""
+    return await js.add_consumer(stream, config)
+
+
+# -- publishing ---------------------------------------------------------------------------
+
+
+@dataclass
+class PublishReport:
+    """What a publication did."""
+
+    published: int = 0
+    """Events the stream stored."""
+    duplicates: int = 0
+    """Events the server dropped: their ``Nats-Msg-Id`` was seen inside the window."""
+    without_id: int = 0
+    """Events sent without ``Nats-Msg-Id`` (no readable event id; the consumer
+    dead-letters them)."""
+    retried: int = 0
+    """Publications sent again after a timeout or an error (safe: same id)."""
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return self.published + self.duplicates
+
+    @property
+    def rate(self) -> float:
+        """Events acknowledged per second."""
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "duplicates": self.duplicates,
+            "without_id": self.without_id,
+            "retried": self.retried,
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate, 1),
+        }
+
+
+def message_id(raw: bytes) -> str | None:
+    """The event's id for ``Nats-Msg-Id``, or None when it has no well-formed one."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    return event_id if isinstance(event_id, str) and _MSG_ID.match(event_id) else None
+
+
+_Pending = tuple[bytes, dict[str, str] | None, "asyncio.Future[PubAck]"]
+
+
+@dataclass
+class _Publisher:
+    js: JetStreamContext
+    stream: str
+    subject: str
+    report: PublishReport = field(default_factory=PublishReport)
+    _pending: list[_Pending] = field(default_factory=list)
+
+    async def send(self, raw: bytes) -> None:
+        msg_id = message_id(raw)
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        self.report.without_id += msg_id is None
+        future = await self.js.publish_async(self.subject, raw, stream=self.stream, headers=headers)
+        self._pending.append((raw, headers, future))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def settle(self) -> None:
+        """Wait for the window's acknowledgements; publish again what got none."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        await asyncio.wait([f for _, _, f in pending], timeout=PUBLISH_TIMEOUT)
+        for raw, headers, future in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._count(future.result())
+                continue
+            future.cancel()
+            self._count(await self._again(raw, headers))
+
+    async def _again(self, raw: bytes, headers: dict[str, str] | None) -> PubAck:
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            self.report.retried += 1
+            try:
+                return await self.js.publish(
+                    self.subject, raw, timeout=PUBLISH_TIMEOUT, stream=self.stream,
+                    headers=dict(headers) if headers else None,
+                )  # fmt: skip
+            except nats.errors.Error as exc:
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise
+                log.warning("publication failed (%s); again", exc)
+                await asyncio.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    def _count(self, ack: PubAck) -> None:
+        if ack.duplicate:
+            self.report.duplicates += 1
+        else:
+            self.report.published += 1
+
+
+async def publish(
+    url: str | None,
+    events: Iterable[bytes],
+    rate: float | None = None,
+    progress: Callable[[PublishReport], None] | None = None,
+    *,
+    stream: str = STREAM,
+    subject: str = SUBJECT,
+    window: int = PUBLISH_WINDOW,
+) -> PublishReport:
+    """Publish raw events (blank lines skipped), each with ``Nats-Msg-Id`` = its event id.
+
+    ``rate`` paces the publication (events per second; None: as fast as acknowledged);
+    ``progress`` is called with the running report after every window of ``window`` events.
+    """
+    nc = await nats.connect(url or nats_url(), name="immos-departures-publisher")
+    started = time.perf_counter()
+    try:
+        js = nc.jetstream(publish_async_max_pending=window)
+        await ensure_stream(js, stream, subject)
+        publisher = _Publisher(js, stream, subject)
+        sent = 0
+        for line in events:
+            raw = line.strip()
+            if not raw:
+                continue
+            if rate:
+                await _pace(started, sent, rate)
+            await publisher.send(raw)
+            sent += 1
+            if publisher.in_flight >= window:
+                await publisher.settle()
+                publisher.report.seconds = time.perf_counter() - started
+                if progress:
+                    progress(publisher.report)
+        await publisher.settle()
+        publisher.report.seconds = time.perf_counter() - started
+        return publisher.report
+    finally:
+        await nc.close()
+
+
+async def _pace(started: float, sent: int, rate: float) -> None:
+    ahead = started + sent / rate - time.perf_counter()
+    if ahead > 0.002:
+        await asyncio.sleep(ahead)
+
+
+# -- consuming ----------------------------------------------------------------------------
+
+
+@dataclass
+class ConsumeReport:
+    """What a consumer did, and how far behind publication it ran."""
+
+    events: int = 0
+    """Messages settled (acknowledged or nak'ed)."""
+    applied: int = 0
+    duplicates: int = 0
+    """Events the inbox had already applied (a redelivery, or a re-publication)."""
+    dead_letters: int = 0
+    failed: int = 0
+    """Deliveries nak'ed after an unexpected error (they come back after a delay)."""
+    redelivered: int = 0
+    """Messages delivered more than once (a consumer died or failed before acking them)."""
+    batches: int = 0
+    bands: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    startup_seconds: float = 0.0
+    """Of ``seconds``, the start: the processor's matcher built and warm, the consumer bound."""
+    stopped: str = ""
+    """Why the consumer returned: ``stop``, ``idle`` or ``drained``."""
+    last_error: str | None = None
+    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LAGS_KEPT))
+    """Publication to acknowledgement (after the commit), in milliseconds, of the most recent
+    events applied; the inbox keeps each event's own lag to the commit."""
+    max_lag_ms: float = 0.0
+
+    def lag(self) -> dict[str, float | None]:
+        """The lag's median and 99th percentile (over the kept lags), and its maximum."""
+        ordered = sorted(self.lags_ms)
+
+        def at(q: float) -> float | None:
+            return (
+                round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
+            )
+
+        return {"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(self.max_lag_ms, 1)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events, "applied": self.applied, "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters, "failed": self.failed,
+            "redelivered": self.redelivered, "batches": self.batches, "bands": dict(self.bands),
+            "seconds": round(self.seconds, 3), "startup_seconds": round(self.startup_seconds, 3),
+            "stopped": self.stopped, "last_error": self.last_error, "lag": self.lag(),
+            "rate": round(self.rate, 1),
+        }  # fmt: skip
+
+    @property
+    def rate(self) -> float:
+        """Events settled per second once started."""
+        working = self.seconds - self.startup_seconds
+        return self.events / working if working > 0 else 0.0
+
+    def count(self, msgs: Sequence[Msg], outcomes: Sequence[Outcome | None]) -> None:
+        now = utcnow()
+        self.batches += 1
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            self.events += 1
+            self.redelivered += msg.metadata.num_delivered > 1
+            if outcome is None:
+                self.failed += 1
+            elif outcome.status == "applied":
+                self.applied += 1
+                self.bands[str(outcome.band)] += 1
+                lag = (now - msg.metadata.timestamp).total_seconds() * 1e3
+                self.lags_ms.append(lag)
+                self.max_lag_ms = max(self.max_lag_ms, lag)
+            elif outcome.status == "duplicate":
+                self.duplicates += 1
+            else:
+                self.dead_letters += 1
+
+
+@dataclass
+class _Consumer:
+    nc: Client
+    js: JetStreamContext
+    sub: JetStreamContext.PullSubscription
+    processor: Processor
+    stream: str
+    durable: str
+    ack_wait: float
+    report: ConsumeReport = field(default_factory=ConsumeReport)
+
+    async def handle(self, msgs: list[Msg]) -> None:
+        """Process a batch, then settle every message: ack, or nak what failed."""
+        outcomes = await self._process(msgs)
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            if outcome is None:
+                await msg.nak(delay=NAK_DELAY)
+            else:
+                await msg.ack()
+        # The acks are on their way before the next fetch (and before a report says so).
+        await self.nc.flush()
+        self.report.count(msgs, outcomes)
+
+    async def _process(self, msgs: list[Msg]) -> list[Outcome | None]:
+        try:
+            return list(await self._run(msgs))
+        except Exception as exc:
+            self._failed(exc, len(msgs))
+            if len(msgs) == 1:
+                return [None]
+        # One transaction per event, so one bad event does not hold back its batch.
+        outcomes: list[Outcome | None] = []
+        for msg in msgs:
+            try:
+                outcomes.extend(await self._run([msg]))
+            except Exception as exc:
+                self._failed(exc, 1)
+                outcomes.append(None)
+        return outcomes
+
+    async def _run(self, msgs: list[Msg]) -> list[Outcome]:
+        """The processor in a worker thread (its database work is synchronous), while this
+        loop keeps the connection alive and tells the server the batch is in progress."""
+        now = utcnow()
+        items = [Received(m.data, now, m.metadata.timestamp) for m in msgs]
+        work = asyncio.ensure_future(asyncio.to_thread(_locked, self.processor.process, items))
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=self.ack_wait / 3)
+            if done:
+                return work.result()
+            for msg in msgs:
+                await msg.in_progress()
+
+    def _failed(self, exc: Exception, events: int) -> None:
+        self.report.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("departure batch of %d failed: %s", events, self.report.last_error)
+
+    async def fetch(self, batch_size: int, max_wait: float) -> list[Msg]:
+        try:
+            return await self.sub.fetch(batch_size, timeout=max_wait)
+        except TimeoutError:  # nats' own TimeoutError is one too
+            return []
+
+    async def drained(self) -> bool:
+        """Nothing left in the stream for the durable, and nothing delivered unacknowledged
+        (to this consumer or to one that died: those come back after ``ack_wait``)."""
+        info = await self.js.consumer_info(self.stream, self.durable)
+        return not info.num_pending and not info.num_ack_pending
+
+
+async def consume(
+    runtime: Runtime,
+    url: str | None = None,
+    durable: str = DURABLE,
+    batch_size: int = 256,
+    max_wait: float = 1.0,
+    stop: asyncio.Event | None = None,
+    idle_exit: float | None = None,
+    on_batch: Callable[[ConsumeReport], None] | None = None,
+    *,
+    stream: str = STREAM,
+    subject: str = SUBJECT,
+    ack_wait: float = ACK_WAIT,
+    max_ack_pending: int = MAX_ACK_PENDING,
+    drain: bool = False,
+) -> ConsumeReport:
+    """Consume departure events from the durable pull consumer until told to stop.
+
+    Returns when ``stop`` is set (after settling the batch in hand), after ``idle_exit``
+    seconds without a message, or, with ``drain``, once the durable has nothing pending and
+    nothing awaiting an ack. ``on_batch`` gets the running report after each batch settled.
+    Several consumers on the same durable share the work.
+    """
+    started = time.perf_counter()
+    processor = await asyncio.to_thread(_locked, _ready_processor, runtime)
+    nc = await nats.connect(url or nats_url(), name=f"immos-departures-{durable}")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, stream, subject)
+        await ensure_consumer(
+            js, stream, consumer_config(durable, subject, ack_wait, max_ack_pending)
+        )
+        sub = await js.pull_subscribe_bind(durable, stream=stream)
+        consumer = _Consumer(nc, js, sub, processor, stream, durable, ack_wait)
+        report = consumer.report
+        report.startup_seconds = time.perf_counter() - started
+        report.stopped = await _loop(consumer, batch_size, max_wait, stop, idle_exit, drain,
+                                     on_batch, started)  # fmt: skip
+        report.seconds = time.perf_counter() - started
+        return report
+    finally:
+        await nc.close()
+
+
+async def _loop(
+    consumer: _Consumer,
+    batch_size: int,
+    max_wait: float,
+    stop: asyncio.Event | None,
+    idle_exit: float | None,
+    drain: bool,
+    on_batch: Callable[[ConsumeReport], None] | None,
+    started: float,
+) -> str:
+    last_message = time.perf_counter()
+    while not (stop and stop.is_set()):
+        msgs = await consumer.fetch(batch_size, max_wait)
+        if msgs:
+            await consumer.handle(msgs)
+            last_message = time.perf_counter()
+            consumer.report.seconds = last_message - started
+            if on_batch:
+                on_batch(consumer.report)
+        elif drain and await consumer.drained():
+            return "drained"
+        elif idle_exit is not None and time.perf_counter() - last_message >= idle_exit:
+            return "idle"
+    return "stop"
+
+
+def _locked(fn: Callable[..., T], *args: Any) -> T:
+    with _PROCESSING:
+        return fn(*args)
+
+
+def _ready_processor(runtime: Runtime) -> Processor:
+    """A processor whose source is registered and whose matcher is warm.
+
+    Refusing here, before the first fetch, turns a store without the departures source into
+    one clear error instead of every event nak'ed forever. The warm-up matches one made-up
+    event: the first name analysis loads the name tables (seconds), which would otherwise
+    be spent inside the first batch's ack window.
+    """
+    ctx = system_context(Purpose.DEPARTURE_VERIFICATION, "departure consumer (nats): start")
+    with unit_of_work(runtime.sessions, ctx) as gw:
+        if agreement_in_force(gw.session, SOURCE) is None:
+            raise ValidationFailed(
+                "the departures source is not registered: `immos sources register` its "
+                "definition (with its agreement) before consuming departure events"
+            )
+    processor = Processor(runtime, TRANSPORT)
+    sample = read_event(_WARM_UP)
+    processor.matcher.match(sample, "warm-up")
+    return processor
+
+
+_WARM_UP = {
+    "event_id": "warm-up",
+    "channel": "land_exit",
+    "occurred_at": "2026-01-01T00:00:00Z",
+    "family_name": "Warm",
+    "given_name": "Up",
+    "birth_date": "1990-01-01",
+    "document_no": "WARMUP1",
+    "document_country": "XXX",
+    "port": "none",
+}
+
+
+# -- for the command line -----------------------------------------------------------------
+
+
+def publish_sync(url: str | None, events: Iterable[bytes], **kwargs: Any) -> PublishReport:
+    """:func:`publish` from synchronous code (the CLI)."""
+    return asyncio.run(publish(url, events, **kwargs))
+
+
+def consume_sync(runtime: Runtime, url: str | None = None, **kwargs: Any) -> ConsumeReport:
+    """:func:`consume` from synchronous code (the CLI): SIGINT or SIGTERM stops it after the
+    batch in hand is settled, so a stop never leaves work to redeliver."""
+
+    async def main() -> ConsumeReport:
+        stop = kwargs.pop("stop", None) or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await consume(runtime, url, stop=stop, **kwargs)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
