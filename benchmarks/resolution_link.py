@@ -193,8 +193,8 @@ def _peer_call(
     return link
 
 
-def _peer_band(pairs: pa.Table, person_of: Mapping[str, str], doc: ModelDoc) -> tuple[str, str]:
-    """Splink's pairs banded per person, the same way as ours."""
+def _peer_ranked(pairs: pa.Table, person_of: Mapping[str, str]) -> list[Candidate]:
+    """Splink's pairs as persons, each by its best pair, best first (as ours ranks them)."""
     best: dict[str, float] = {}
     for uid, weight in zip(
         pairs.column("unique_id_r").to_pylist(),
@@ -203,10 +203,15 @@ def _peer_band(pairs: pa.Table, person_of: Mapping[str, str], doc: ModelDoc) -> 
     ):
         person = person_of[uid]
         best[person] = max(weight, best.get(person, -1e9))
-    ranked = sorted(
+    return sorted(
         (Candidate(p, "", Score(w, ())) for p, w in best.items()),
-        key=lambda c: -c.score.match_weight,
+        key=lambda c: (-c.score.match_weight, c.person_id),
     )
+
+
+def _peer_band(pairs: pa.Table, person_of: Mapping[str, str], doc: ModelDoc) -> tuple[str, str]:
+    """Splink's pairs banded per person, the same way as ours."""
+    ranked = _peer_ranked(pairs, person_of)
     band, _ = band_of(ranked, doc)
     return band, ranked[0].person_id if ranked else ""
 

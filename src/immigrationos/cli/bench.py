@@ -10,9 +10,11 @@ from rich.table import Table
 from immigrationos import bench
 from immigrationos.cli.common import console, friendly_errors
 
-#: Benchmarks that read ``--sizes`` and ``--backend`` (passed as environment variables, which
-#: their measurement subprocesses inherit).
-SIZED = ("priority",)
+#: Benchmarks that read ``--sizes`` (passed as ``IMMOS_BENCH_SIZES``, which their measurement
+#: subprocesses inherit).
+SIZED = ("priority", "departures")
+#: Benchmarks that also read ``--backend`` (``IMMOS_BENCH_BACKEND``).
+BACKENDS = ("priority",)
 
 
 @friendly_errors
@@ -28,7 +30,7 @@ def bench_cmd(
         None,
         "--backend",
         help="sqlite, postgresql or both (PostgreSQL when reachable; benchmarks: "
-        f"{', '.join(SIZED)}).",
+        f"{', '.join(BACKENDS)}).",
     ),
 ) -> None:
     """Run benchmark NAME beside its peer; print a table and write JSON to benchmarks/results/.
@@ -39,8 +41,10 @@ def bench_cmd(
         for available in bench.available():
             console.print(available)
         return
-    if (sizes or backend) and name not in SIZED:
-        raise typer.BadParameter(f"--sizes and --backend apply to: {', '.join(SIZED)}")
+    if sizes and name not in SIZED:
+        raise typer.BadParameter(f"--sizes applies to: {', '.join(SIZED)}")
+    if backend and name not in BACKENDS:
+        raise typer.BadParameter(f"--backend applies to: {', '.join(BACKENDS)}")
     if backend and backend not in ("sqlite", "postgresql", "both"):
         raise typer.BadParameter("--backend is sqlite, postgresql or both")
     if sizes:

@@ -112,8 +112,8 @@ class Matcher:
         agreed = _agreement(row, holders)
         if agreed is not None:
             result = agreed
-        elif holders:
-            result = self._document(self.index.by_document(row))
+        elif ranked := self.index.by_document(row) if holders else []:
+            result = self._document(ranked)
         else:
             result = self._fuzzy(row)
         micros = (time.perf_counter() - started) * 1e6

@@ -1,0 +1,92 @@
+"""The departures benchmark (``benchmarks/departures.py``) at a tiny size.
+
+Only the shape of its report and the completeness of each run are checked here: timings are
+never asserted (docs/benchmarks.md: performance is measured by benchmarks, not by timed
+tests). It needs the NATS server, like the transport's tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import asdict
+from typing import Any
+
+import nats
+import pytest
+from nats.js.errors import NotFoundError
+from tests.departures_nats.conftest import NATS_URL, require_nats
+
+from immigrationos import bench
+
+pytestmark = pytest.mark.slow
+
+PERSONS = 2_000
+
+
+@pytest.fixture(scope="module")
+def module() -> Any:
+    return bench.load("departures")
+
+
+@pytest.fixture(scope="module")
+def payload(module: Any) -> dict[str, Any]:
+    require_nats()
+    budget = module.Budget(events=600, nats=300, paced=150, peer=5)
+    report = module.run(sizes=[PERSONS], budget=budget)
+    return json.loads(json.dumps(asdict(report), default=str))
+
+
+def test_report_has_every_system_with_positive_figures(
+    module: Any, payload: dict[str, Any]
+) -> None:
+    assert set(payload) == {"title", "columns", "rows", "targets", "notes"}
+    assert payload["columns"] == module.COLUMNS
+    systems = [row["system"] for row in payload["rows"]]
+    assert systems[:3] == [
+        "ours: Matcher.match, in process, 1 thread",
+        "ours: NATS end to end, published flat out",
+        "ours: NATS end to end, paced at 5,000/s",
+    ]
+    assert systems[-1] == "peer: Splink predict_between"
+    for row in payload["rows"]:
+        assert set(row) == set(module.COLUMNS)
+        assert row["persons_indexed"] == PERSONS and row["records_indexed"] > PERSONS
+        assert row["events"] > 0 and row["events_per_s"] > 0 and row["cpu_ms_per_event"] > 0
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["verified"] + row["review"] + row["unmatched"] > 0
+        assert 0 < row["precision_verified"] <= 1 and 0 < row["recall"] <= 1
+        assert row["vs_peer"] > 0
+    assert payload["rows"][-1]["vs_peer"] == 1.0
+    assert payload["rows"][-1]["events"] == 5
+
+
+def test_every_nats_event_is_committed_once(payload: dict[str, Any]) -> None:
+    ours, flat, paced = payload["rows"][:3]
+    assert flat["events"] == 300 and paced["events"] == 150  # malformed lines included
+    assert ours["dead_letters"] == 600 - ours["events"]
+    decided = flat["verified"] + flat["review"] + flat["unmatched"]
+    assert decided + flat["dead_letters"] == flat["events"]
+
+
+def test_targets_are_judged_only_at_the_target_size(payload: dict[str, Any]) -> None:
+    assert len(payload["targets"]) == 3
+    for target in payload["targets"]:
+        assert target["met"] is False
+        assert "not the target size" in target["observed"]
+    assert any("load average" in note for note in payload["notes"])
+
+
+def test_streams_are_deleted(payload: dict[str, Any]) -> None:
+    async def exists(name: str) -> bool:
+        nc = await nats.connect(NATS_URL)
+        try:
+            await nc.jetstream().stream_info(name)
+            return True
+        except NotFoundError:
+            return False
+        finally:
+            await nc.close()
+
+    assert not asyncio.run(exists(f"IMMOS_BENCH_DEPARTURES_{os.getpid()}_FLAT"))
