@@ -62,8 +62,8 @@ class DemoResult:
         return table
 
 
-#: The last year of the world's departure stream is replayed live; the rest is history.
-LIVE_DAYS = 365
+#: The last five years of the world's departure stream are replayed live; the rest is history.
+LIVE_DAYS = 5 * 365
 
 
 def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None) -> DemoResult:
@@ -164,7 +164,7 @@ class DepartureLoad:
 
 
 def _departures(runtime: Runtime, live: Path, bar: Progress | None) -> DepartureLoad:
-    """Assess overstays with the history known, replay the last year's departures through
+    """Assess overstays with the history known, replay the last five years' departures through
     the processor (matching, case effects), and assess again: the departures the stream
     recorded revise the figures, and the overstay history keeps both."""
     ctx = system_context(Purpose.STATISTICS, "demo: overstays")

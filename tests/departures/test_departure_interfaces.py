@@ -12,7 +12,9 @@ from tests.departures.conftest import World
 from typer.testing import CliRunner
 
 from immigrationos.api.app import create_app
+from immigrationos.cli import common
 from immigrationos.cli.main import app as cli
+from immigrationos.core.settings import get_settings
 from immigrationos.runtime import Runtime
 
 ANALYST = ("analyst", "demo-analyst-pass")
@@ -81,6 +83,8 @@ def test_cli_replay_is_idempotent_and_reports(
     monkeypatch.setenv("IMMOS_MODE", "demo")
     monkeypatch.setenv("IMMOS_DATA_DIR", str(world_store.settings.data_dir))
     monkeypatch.setenv("IMMOS_DATABASE_URL", world_store.settings.database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(common.console, "width", 200)  # tables as wide as the text they hold
     stream = tmp_path / "tail.jsonl"
     stream.write_bytes(b"\n".join(departure_world.lines()[-60:]) + b"\n")
     runner = CliRunner()

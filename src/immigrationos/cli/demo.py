@@ -98,8 +98,8 @@ def demo_cmd(
         bands = ", ".join(f"{k} {v}" for k, v in sorted(d.replay.bands.items()))
         steps = ", ".join(f"{k} {v}" for k, v in sorted(d.replay.steps.items())) or "none"
         console.print(
-            f"departures: the last year's {d.replay.events:,} events replayed through the stream "
-            f"({bands}); case steps: {steps} (`immos departures monitor`, "
+            f"departures: the last five years' {d.replay.events:,} events replayed through the "
+            f"stream ({bands}); case steps: {steps} (`immos departures monitor`, "
             "`immos departures review list`)"
         )
         console.print(
