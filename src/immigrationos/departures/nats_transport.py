@@ -100,11 +100,9 @@ LAGS_KEPT = 10_000
 #: The event id's own pattern (``events.EventId``): only such an id becomes a header value,
 #: so bytes from an event can never inject a header line.
 _MSG_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-#: One batch at a time per process, whatever the number of consumers in it. Threads would
-#: not process faster (the GIL), and on Python 3.11 they deadlock: ``functools.
-#: cached_property`` (``Gateway.agreements``) takes one lock shared by every instance, so a
-#: thread holding SQLite's write lock waits for that lock while the thread holding it waits
-#: for the write lock, until the busy timeout fails one of them. Scale out with processes.
+#: One batch at a time per process, whatever the number of consumers in it: threads would
+#: not process faster (the GIL), and on SQLite they would only queue on the write lock.
+#: Scale out with processes.
 _PROCESSING = threading.Lock()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -94,6 +93,8 @@ class Gateway:
     def __init__(self, session: Session, ctx: AccessContext) -> None:
         self.session = session
         self.ctx = ctx
+        self._agreements: AgreementIndex | None = None
+        self._disclosures: dict[str, DisclosureRequest] = {}
 
     @contextmanager
     def _inside(self) -> Iterator[Session]:
@@ -121,10 +122,16 @@ class Gateway:
 
     # -- purpose enforcement (agreements) -------------------------------------------------
 
-    @cached_property
+    @property
     def agreements(self) -> AgreementIndex:
-        """The agreements in force, read once per unit of work."""
-        return AgreementIndex(self.session)
+        """The agreements in force, read once per unit of work.
+
+        A plain lazy attribute, not ``functools.cached_property``: on Python 3.11 that takes
+        one lock shared by every instance, so two threads (API requests on SQLite) could each
+        wait for the other, one on that lock and one on the database's write lock."""
+        if self._agreements is None:
+            self._agreements = AgreementIndex(self.session)
+        return self._agreements
 
     def require_source(self, source_id: str, operation: str = "read") -> None:
         """Refuse unless the context's purpose may read ``source_id`` (names the agreement)."""
@@ -133,10 +140,6 @@ class Gateway:
             raise self._refuse(decision.reason, operation, "sources", [source_id])
         if self.agreements.terms[source_id].per_request and self.ctx.request_id:
             self._disclosure(source_id)
-
-    @cached_property
-    def _disclosures(self) -> dict[str, DisclosureRequest]:
-        return {}
 
     def _disclosure(self, source_id: str) -> DisclosureRequest:
         """The context's disclosure request for ``source_id``, checked for this use."""
