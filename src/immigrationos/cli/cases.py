@@ -17,6 +17,8 @@ import typer
 from rich.table import Table
 
 from immigrationos.cli.common import (
+    JSON_OUT,
+    PASSWORD,
     console,
     friendly_errors,
     kv_table,
@@ -45,11 +47,7 @@ operations_app = typer.Typer(
     help="Enforcement operations (grouped, two-person).", no_args_is_help=True
 )
 AS = typer.Option(..., "--as", help="Who is acting (username); every step is theirs.")
-PASSWORD = typer.Option(
-    None, "--password", envvar="IMMOS_PASSWORD", help="Password (else prompted)."
-)
 WHY = typer.Option(..., "--why", help="Justification, kept with the request or decision.")
-JSON_OUT = typer.Option(False, "--json", help="Print JSON (as the API serves it).")
 PARAM = typer.Option(
     None,
     "--param",

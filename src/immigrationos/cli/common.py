@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,6 +24,11 @@ from immigrationos.core.errors import ImmosError
 from immigrationos.runtime import Runtime, open_runtime
 
 console = Console()
+#: Options every signed-in command shares.
+PASSWORD = typer.Option(
+    None, "--password", envvar="IMMOS_PASSWORD", help="Password (else prompted)."
+)
+JSON_OUT = typer.Option(False, "--json", help="Print JSON (as the API serves it).")
 err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,3 +100,16 @@ def run_as(ctx: Any, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
 
     with runtime() as rt, unit_of_work(rt.sessions, ctx) as gw:
         return fn(gw, *args, **kwargs)
+
+
+def print_json(data: Any) -> None:
+    """Print data as JSON (dates and other values as text)."""
+    console.print_json(json.dumps(data, default=str))
+
+
+def parse_date(text: str | None) -> date | None:
+    """An ISO date option, or a clear error naming the value."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None

@@ -13,16 +13,18 @@ from rich.table import Table
 
 from immigrationos.cli import overstays
 from immigrationos.cli.common import (
+    JSON_OUT,
+    PASSWORD,
     console,
     friendly_errors,
     kv_table,
+    print_json,
     progress_bar,
     run_as,
     runtime,
     signed_in,
 )
 from immigrationos.core.errors import ValidationFailed
-from immigrationos.core.settings import get_settings
 from immigrationos.departures import monitor, service
 from immigrationos.departures.events import json_schema, write_schema
 from immigrationos.departures.models import Departure
@@ -41,11 +43,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(overstays.app, name="overstays")
 
 AS = typer.Option("analyst", "--as", help="Who is working (username).")
-PASSWORD = typer.Option(
-    None, "--password", envvar="IMMOS_PASSWORD", help="Password (else prompted)."
-)
 WHY = typer.Option("departure review", "--why", help="Why you need this (audited).")
-JSON_OUT = typer.Option(False, "--json", help="Print JSON.")
 NATS_URL = typer.Option(None, "--url", help="NATS server (default: IMMOS_NATS_URL).")
 
 
@@ -118,7 +116,7 @@ def publish_cmd(
     """Publish a stream file to NATS JetStream (each with ``Nats-Msg-Id`` = its event id)."""
     from immigrationos.departures import nats_transport
 
-    report = nats_transport.publish_sync(url or get_settings().nats_url, lines_of(path), rate=rate)
+    report = nats_transport.publish_sync(url, lines_of(path), rate=rate)
     console.print(kv_table("Published", _plain(report)))
 
 
@@ -146,7 +144,7 @@ def consume_cmd(
 
     with runtime() as rt:
         report = nats_transport.consume_sync(
-            rt, url or rt.settings.nats_url, durable=durable, batch_size=batch,
+            rt, url, durable=durable, batch_size=batch,
             idle_exit=idle_exit, drain=drain,
         )  # fmt: skip
     console.print(kv_table("Consumed", _plain(report)))
@@ -170,7 +168,7 @@ def show_cmd(
     ctx = signed_in(username, password, Purpose.DEPARTURE_VERIFICATION, why)
     data = run_as(ctx, lambda gw: service.departure_json(gw.get(Departure, departure_id)))
     if json_out:
-        console.print_json(json.dumps(data, default=str))
+        print_json(data)
         return
     _print_departure(data)
 
@@ -207,7 +205,7 @@ def review_list(
     ctx = signed_in(username, password, Purpose.DEPARTURE_VERIFICATION, why)
     rows = run_as(ctx, service.review_queue, limit)
     if json_out:
-        console.print_json(json.dumps(rows, default=str))
+        print_json(rows)
         return
     table = Table("departure", "channel", "name", "born", "left", "candidate", "why")
     for r in rows:

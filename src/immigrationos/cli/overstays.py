@@ -9,14 +9,21 @@ flag is a lead, never an action.
 
 from __future__ import annotations
 
-import json
-from datetime import date
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from immigrationos.cli.common import console, friendly_errors, run_as, signed_in
+from immigrationos.cli.common import (
+    JSON_OUT,
+    PASSWORD,
+    console,
+    friendly_errors,
+    parse_date,
+    print_json,
+    run_as,
+    signed_in,
+)
 from immigrationos.core.clock import utcnow
 from immigrationos.departures import overstays
 from immigrationos.gateway.context import AccessContext
@@ -27,11 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 AS = typer.Option(..., "--as", help="Who is working (username; an analyst).")
-PASSWORD = typer.Option(
-    None, "--password", envvar="IMMOS_PASSWORD", help="Password (else prompted)."
-)
 WHY = typer.Option("overstay statistics", "--why", help="Justification recorded with every read.")
-JSON_OUT = typer.Option(False, "--json", help="Print JSON (as the API serves it).")
 SHOWN = ("departed-on-time", "departed-late", "no-departure-record", "not-an-overstay",
          "in-status")  # fmt: skip
 
@@ -39,17 +42,6 @@ SHOWN = ("departed-on-time", "departed-late", "no-departure-record", "not-an-ove
 def _ctx(username: str, password: str | None, why: str) -> AccessContext:
     ctx: AccessContext = signed_in(username, password, overstays.PURPOSE, why)
     return ctx
-
-
-def _date(text: str | None) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
 
 
 @app.command("assess")
@@ -63,11 +55,11 @@ def assess_cmd(
 ) -> None:
     """Assess every admission as of a date; only changed outcomes are written (history kept)."""
     ctx = _ctx(username, password, why)
-    on = _date(as_of) or utcnow().date()
+    on = parse_date(as_of) or utcnow().date()
     with console.status(f"assessing admissions as of {on}…"):
         result = run_as(ctx, overstays.assess, on)
     if json_out:
-        return _json(result.to_dict())
+        return print_json(result.to_dict())
     console.print(f"run [bold]{result.run_id}[/] as of {result.as_of}: {result.admissions} "
                   f"admissions in {result.seconds} s; {result.written} assessments written, "
                   f"{result.superseded} superseded, {result.unchanged} unchanged")  # fmt: skip
@@ -97,9 +89,9 @@ def report_cmd(
 ) -> None:
     """Figures by outcome, nationality and class of admission, and their revision history."""
     ctx = _ctx(username, password, why)
-    data = run_as(ctx, overstays.report, fiscal_year, _date(as_of))
+    data = run_as(ctx, overstays.report, fiscal_year, parse_date(as_of))
     if json_out:
-        return _json(data)
+        return print_json(data)
     _print_report(data, limit)
 
 
@@ -150,7 +142,7 @@ def history_cmd(
     ctx = _ctx(username, password, why)
     rows = run_as(ctx, overstays.history, admission_id)
     if json_out:
-        return _json(rows)
+        return print_json(rows)
     table = Table("as of", "outcome", "FY", "departed", "days over", "filing", "assessed",
                   "superseded", title=f"Admission {admission_id}")  # fmt: skip
     for r in rows:

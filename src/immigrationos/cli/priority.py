@@ -9,7 +9,6 @@ open an encounter.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from immigrationos.cli.common import console, friendly_errors, run_as, signed_in
+from immigrationos.cli.common import (
+    JSON_OUT,
+    PASSWORD,
+    console,
+    friendly_errors,
+    parse_date,
+    print_json,
+    run_as,
+    signed_in,
+)
 from immigrationos.core.clock import utcnow
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
@@ -32,13 +40,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 AS = typer.Option(..., "--as", help="Who is working (username).")
-PASSWORD = typer.Option(
-    None, "--password", envvar="IMMOS_PASSWORD", help="Password (else prompted)."
-)
 WHY = typer.Option("prioritization", "--why", help="Justification recorded with every read.")
 POLICY = typer.Option(None, "--policy", help="NAME or NAME@VERSION (default: the policy in force).")
 AS_OF = typer.Option(None, "--as-of", help="Date the features are computed for (default today).")
-JSON_OUT = typer.Option(False, "--json", help="Print JSON (as the API serves it).")
 
 
 def _ctx(username: str, password: str | None, why: str) -> AccessContext:
@@ -49,19 +53,11 @@ def _ctx(username: str, password: str | None, why: str) -> AccessContext:
 _run = run_as
 
 
-def _json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
-
-
-def _date(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
-
-
 @app.command("catalogue")
 def catalogue_cmd(json_out: bool = JSON_OUT) -> None:
     """The features a policy may name, what feeds each, and what it means."""
     if json_out:
-        return _json([{"name": f.name, "kind": f.kind.value, "group": f.group,
+        return print_json([{"name": f.name, "kind": f.kind.value, "group": f.group,
                        "sources": list(f.sources), "collected": f.collected,
                        "protective": f.protective, "description": f.description}
                       for f in FEATURES.values()])  # fmt: skip
@@ -139,7 +135,7 @@ def run_cmd(
 
     def go(gw: Gateway) -> Any:
         with console.status("computing features and scoring…"):
-            return service.run(gw, service.resolve_policy(gw, policy), _date(as_of))
+            return service.run(gw, service.resolve_policy(gw, policy), parse_date(as_of))
 
     row = _run(ctx, go)
     console.print(f"run [bold]{row.id}[/]: {row.policy_id} over index {row.index_version} "
@@ -167,9 +163,9 @@ def explain_cmd(
 ) -> None:
     """A person's tier and score, every rule and its evidence, and whether action is possible."""
     ctx = _ctx(username, password, why)
-    data = _run(ctx, views.explain, person_id, policy, _date(as_of))
+    data = _run(ctx, views.explain, person_id, policy, parse_date(as_of))
     if json_out:
-        return _json(data)
+        return print_json(data)
     _print_explanation(data)
 
 
@@ -213,13 +209,13 @@ def compare_cmd(
     ctx = _ctx(username, password, why)
 
     def go(gw: Gateway) -> Any:
-        runs = [_run_for(gw, ref, _date(as_of)) for ref in (policy_a, policy_b)]
+        runs = [_run_for(gw, ref, parse_date(as_of)) for ref in (policy_a, policy_b)]
         return views.compare(gw, runs[0], runs[1], limit)
 
     data = _run(ctx, go)
     out.write_text(report.render_comparison_html(data), encoding="utf-8")
     if json_out:
-        return _json(data)
+        return print_json(data)
     console.print(f"{data['changed_total']} of {data['persons']} persons change tier; "
                   f"report: {out}")  # fmt: skip
 
@@ -253,7 +249,7 @@ def worklist_cmd(
     data = _run(ctx, views.worklist, office=office, officer=officer, tier=tier,
                 actionable=actionable, page=page, size=size, policy_ref=policy)  # fmt: skip
     if json_out:
-        return _json(data)
+        return print_json(data)
     title = f"Worklist {data['policy']} ({data['office'] or 'all offices'}), page {page}"
     table = Table("person", "name", "tier", "score", "rules", "action now", title=title)
     for i in data["items"]:

@@ -37,7 +37,7 @@ from immigrationos.departures.events import LandExit, Manifest, SelfReport
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import RecordLink
 from immigrationos.resolution import records
-from immigrationos.resolution.incremental import Candidate, LinkIndex
+from immigrationos.resolution.incremental import Candidate, DocumentHolder, LinkIndex
 from immigrationos.resolution.models import ResolutionRun
 from immigrationos.sources.models import SourceRecord
 
@@ -112,7 +112,7 @@ class Matcher:
         agreed = _agreement(row, holders)
         if agreed is not None:
             result = agreed
-        elif ranked := self.index.by_document(row) if holders else []:
+        elif ranked := self.index.by_document(row, holders) if holders else []:
             result = self._document(ranked)
         else:
             result = self._fuzzy(row)
@@ -204,15 +204,14 @@ class Matcher:
         return len(fresh)
 
 
-def _agreement(
-    row: dict[str, Any], holders: list[tuple[str, dict[str, Any]]]
-) -> MatchResult | None:
+def _agreement(row: dict[str, Any], holders: list[DocumentHolder]) -> MatchResult | None:
     """The fast path: one person holds the document and one of their records carrying it
     has the same birth date and the same first given or first family name key. Anything
     less certain goes to the full comparison of :meth:`Matcher._document`."""
-    if not holders or len({person for person, _ in holders}) > 1 or not row.get("dob"):
+    if not holders or len({h.person_id for h in holders}) > 1 or not row.get("dob"):
         return None
-    for person, partner in holders:
+    for holder in holders:
+        person, partner = holder.person_id, holder.features
         if partner.get("dob") != row["dob"]:
             continue
         names = [

@@ -57,6 +57,7 @@ from nats.js.errors import NotFoundError
 
 from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import ValidationFailed
+from immigrationos.core.settings import Settings
 from immigrationos.departures.events import read_event
 from immigrationos.departures.service import SOURCE, Outcome, Processor, Received
 from immigrationos.gateway.context import system_context
@@ -71,7 +72,6 @@ T = TypeVar("T")
 STREAM = "IMMOS_DEPARTURES"
 SUBJECT = "immos.departures.events"
 DURABLE = "immos-departures"
-DEFAULT_URL = "nats://127.0.0.1:4222"
 TRANSPORT = "nats"
 
 #: How late a re-publication of an event is still dropped by its ``Nats-Msg-Id`` (seconds).
@@ -107,8 +107,10 @@ _PROCESSING = threading.Lock()
 
 
 def nats_url() -> str:
-    """The NATS server: ``IMMOS_NATS_URL``, or the local default."""
-    return os.environ.get("IMMOS_NATS_URL", "") or DEFAULT_URL
+    """The NATS server: ``IMMOS_NATS_URL``, or the settings' default. Read from the
+    environment alone, so a publisher or a test needs no complete configuration; a consumer
+    uses its runtime's settings."""
+    return os.environ.get("IMMOS_NATS_URL", "") or str(Settings.model_fields["nats_url"].default)
 
 
 # -- the stream ---------------------------------------------------------------------------
@@ -498,7 +500,7 @@ async def consume(
     """
     started = time.perf_counter()
     processor = await asyncio.to_thread(_locked, _ready_processor, runtime)
-    nc = await nats.connect(url or nats_url(), name=f"immos-departures-{durable}")
+    nc = await nats.connect(url or runtime.settings.nats_url, name=f"immos-departures-{durable}")
     try:
         js = nc.jetstream()
         await ensure_stream(js, stream, subject)

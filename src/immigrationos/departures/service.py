@@ -135,10 +135,8 @@ class Processor:
         self.transport = transport
         self.matcher = matcher or build_matcher(runtime)
         self.batch_id: str | None = None
-        self.counts: Counter[str] = Counter()
-        self.listeners: list[Any] = []
         self.checked = time.monotonic()
-        """Callables given each batch's outcomes after commit (the monitor, metrics)."""
+        """When the matcher was last checked against the store (:meth:`keep_current`)."""
 
     # -- the batch ------------------------------------------------------------------------
 
@@ -177,9 +175,6 @@ class Processor:
             path = p.match.explanation.get("path")
             if p.outcome.band == "verified" and p.outcome.person_id and path != "document":
                 self.matcher.add(p.record_id, p.event, p.outcome.person_id)
-        self.counts.update(o.status if o.status != "applied" else str(o.band) for o in outcomes)
-        for listener in self.listeners:
-            listener(outcomes)
         return outcomes
 
     def _transaction(self, batch: list[Received]) -> tuple[list[Outcome], list[_Pending]]:
@@ -622,10 +617,3 @@ def dead_letters(gw: Gateway, limit: int = 50) -> list[dict[str, Any]]:
          "received_at": r.received_at.isoformat(), "reason": r.reason, "raw": r.raw}
         for r in rows
     ]  # fmt: skip
-
-
-def timed(processor: Processor, items: list[Received]) -> tuple[list[Outcome], float]:
-    """Process and time a batch (seconds), for the replay's progress and the benchmark."""
-    started = time.perf_counter()
-    out = processor.process(items)
-    return out, time.perf_counter() - started

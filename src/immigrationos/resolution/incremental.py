@@ -189,6 +189,15 @@ class TermFrequencies(Mapping[str, float]):
 
 
 @dataclass(frozen=True)
+class DocumentHolder:
+    """A record of the index holding a looked-up document: its row, person and features."""
+
+    row: int
+    person_id: str
+    features: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Candidate:
     """The best pair between the new record and one person."""
 
@@ -381,29 +390,9 @@ class LinkIndex:
         own = self.row_of(str(row.get("unique_id")))
         return (rows[rows != own] if own is not None else rows), skipped
 
-    def document_rows(self, row: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """The records holding the row's document (number and issuing country, exactly), as
-        (person id, feature row) pairs, without scoring; empty when it names none."""
-        values = [row.get(c) for c in DOCUMENT_COLUMNS]
-        if any(v is None for v in values):
-            return []
-        if self._documents is None:
-            self._documents = _Block.build(
-                [_column_hashes(self._table.column(c)) for c in DOCUMENT_COLUMNS]
-            )
-            base = self._table.num_rows
-            for i, added in enumerate(self._added_rows):
-                self._index_document(added, base + i)
-        rows = np.unique(self._documents.lookup(key_hash(values)))
-        return [
-            (self._persons[self._code(int(n))], partner)
-            for n, partner in zip(rows.tolist(), self._rows(rows), strict=True)
-            if all(partner.get(c) == v for c, v in zip(DOCUMENT_COLUMNS, values, strict=True))
-        ]
-
-    def by_document(self, row: Mapping[str, Any]) -> list[Candidate]:
-        """Persons holding the record's document (number and issuing country, exactly), each
-        with its best-scoring pair, best first; empty when the record names no document.
+    def document_rows(self, row: Mapping[str, Any]) -> list[DocumentHolder]:
+        """The records holding the row's document (number and issuing country, exactly),
+        without scoring; empty when it names none.
 
         The lookup array is built on first use (about a second per million records)."""
         values = [row.get(c) for c in DOCUMENT_COLUMNS]
@@ -417,10 +406,22 @@ class LinkIndex:
             for i, added in enumerate(self._added_rows):
                 self._index_document(added, base + i)
         rows = np.unique(self._documents.lookup(key_hash(values)))
+        return [
+            DocumentHolder(int(n), self._persons[self._code(int(n))], partner)
+            for n, partner in zip(rows.tolist(), self._rows(rows), strict=True)
+            if all(partner.get(c) == v for c, v in zip(DOCUMENT_COLUMNS, values, strict=True))
+        ]
+
+    def by_document(
+        self, row: Mapping[str, Any], holders: list[DocumentHolder] | None = None
+    ) -> list[Candidate]:
+        """Persons holding the record's document, each with its best-scoring pair, best first
+        (the record itself left out); ``holders`` when :meth:`document_rows` already ran."""
+        found = self.document_rows(row) if holders is None else holders
         own = self.row_of(str(row.get("unique_id")))
-        if own is not None:
-            rows = rows[rows != own]
-        return self._best_per_person(row, rows, self._rows(rows))
+        found = [h for h in found if h.row != own]
+        rows = np.array([h.row for h in found], dtype=np.int64)
+        return self._best_per_person(row, rows, [h.features for h in found])
 
     def _index_document(self, stored: Mapping[str, Any], number: int) -> None:
         values = [stored.get(c) for c in DOCUMENT_COLUMNS]
