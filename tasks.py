@@ -70,6 +70,32 @@ def ensure_system_libraries() -> None:
         print("libharfbuzz-subset0 not installed: PDFs render, more slowly", flush=True)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_browser() -> None:
+    """Install Debian's chromium for the browser tests (Playwright drives it), if missing.
+
+    ``playwright install`` downloads browsers from a CDN the machines cannot reach; Debian's
+    package comes from the package registry. Elsewhere, say what to install.
+    """
+    if CHROMIUM.exists() or os.environ.get("IMMOS_CHROMIUM"):
+        return
+    if not (shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0):
+        print(
+            "browser tests need chromium at /usr/bin/chromium (Debian: apt-get install "
+            "chromium) or IMMOS_CHROMIUM pointing at one; they skip without it",
+            flush=True,
+        )
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ("apt-get", "install", "-y", "--no-install-recommends", "chromium")
+    if _run(*install, env=env) != 0:
+        _run("apt-get", "update", env=env)
+        if _run(*install, env=env) != 0:
+            print("installing chromium failed (see above); browser tests will fail", flush=True)
+
+
 def ensure_venv() -> None:
     """Create the virtual environment and install the locked dependencies if needed."""
     ensure_system_libraries()
@@ -104,6 +130,7 @@ def test(args: list[str]) -> int:
     for check in checks:
         if _run(*check) != 0:
             return 1
+    ensure_browser()
     workers = ["-n", str(min(os.cpu_count() or 1, 4))] if "-n" not in args else []
     return _run(PY, "-m", "pytest", *workers, *args)
 

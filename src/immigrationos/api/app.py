@@ -1,35 +1,31 @@
-"""The FastAPI application: API routes, the landing page, errors that leak no internals."""
+"""The FastAPI application: the API routes, the web pages (:mod:`immigrationos.web`), the
+metrics, security headers on every response, and errors that leak no internals."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from immigrationos import __version__
-from immigrationos.accounts.models import User
+from immigrationos import __version__, web
 from immigrationos.api import (
+    admin_routes,
     case_routes,
     departure_routes,
     overstay_routes,
+    person_routes,
     priority_routes,
     resolve_routes,
     sources_routes,
 )
 from immigrationos.api.routes import router
-from immigrationos.audit.models import AuditEntry
-from immigrationos.core.errors import ImmosError
 from immigrationos.runtime import Runtime, open_runtime
-from immigrationos.sources.models import IngestBatch, Source
-from immigrationos.store.engine import transaction
 
 log = logging.getLogger(__name__)
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -45,23 +41,28 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         title="ImmigrationOS API",
         version=__version__,
         description="Every read of personal data declares a purpose (header `X-Immos-Purpose`) "
-        "and is audited. Sign in with HTTP Basic.",
+        "and is audited. Authenticate with an API token (`Authorization: Bearer immos_…`, "
+        "created on the account page), HTTP Basic, or the browser session of the web pages.",
+        docs_url=None,  # served below from vendored assets: no CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime or open_runtime()
     app.include_router(router)
     app.include_router(sources_routes.router)
     app.include_router(resolve_routes.router)
     app.include_router(resolve_routes.persons_router)
+    app.include_router(person_routes.router)  # before resolve's /api/persons/{id}/…
+    app.include_router(admin_routes.router)
     app.include_router(case_routes.router)
     app.include_router(priority_routes.router)
     app.include_router(overstay_routes.router)  # before /api/departures/{id}
     app.include_router(departure_routes.router)
     case_routes.start_scheduler(app, app.state.runtime)
-    app.add_exception_handler(ImmosError, _immos_error)
-    app.add_exception_handler(Exception, _internal_error)
     app.middleware("http")(_security_headers)
-    app.get("/", response_class=HTMLResponse, include_in_schema=False)(_home)
     app.get("/metrics", tags=["system"], response_class=PlainTextResponse)(_metrics)
+    app.get("/docs", include_in_schema=False)(_api_docs)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    web.mount(app)
     return app
 
 
@@ -71,41 +72,34 @@ async def _security_headers(
     response = await call_next(request)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.url.scheme == "https":
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if not request.url.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")  # personal data stays off disk
     return response
 
 
-async def _immos_error(_request: Request, exc: Exception) -> JSONResponse:
-    status = exc.http_status if isinstance(exc, ImmosError) else 400
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, saying that a 422 carries either FastAPI's list of problems
+    (request validation) or one message (a domain rule: ``{"detail": "…"}``)."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        detail = spec.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if detail is not None:
+            listed = detail["properties"]["detail"]
+            detail["properties"]["detail"] = {
+                "title": "Detail",
+                "anyOf": [{k: v for k, v in listed.items() if k != "title"}, {"type": "string"}],
+            }
+        app.openapi_schema = spec
+    return app.openapi_schema
 
 
-async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return JSONResponse(
-        {"detail": "internal error; the operator's log has the details"}, status_code=500
-    )
-
-
-def _home(request: Request) -> HTMLResponse:
-    runtime: Runtime = request.app.state.runtime
-    with transaction(runtime.sessions) as session:
-        counts = {
-            "sources": session.scalar(select(func.count()).select_from(Source)),
-            "ingest batches": session.scalar(select(func.count()).select_from(IngestBatch)),
-            "records loaded": session.scalar(select(func.sum(IngestBatch.loaded_count))) or 0,
-            "accounts": session.scalar(select(func.count()).select_from(User)),
-            "audit entries": session.scalar(select(func.count()).select_from(AuditEntry)),
-        }
-    return templates.TemplateResponse(
-        request,
-        "home.html",
-        {
-            "version": __version__,
-            "counts": counts,
-            "backend": runtime.backend,
-            "mode": runtime.settings.mode,
-        },
-    )
+def _api_docs(request: Request) -> HTMLResponse:
+    """Swagger UI for the OpenAPI spec, served from ``/static`` (the machines have no CDN)."""
+    return web.render.templates.TemplateResponse(request, "api_docs.html.j2", {})
 
 
 def _metrics(request: Request) -> Response:

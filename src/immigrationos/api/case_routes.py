@@ -23,7 +23,8 @@ from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle import diagram, logistics, operations, scheduler, service, views
-from immigrationos.lifecycle.models import Document
+from immigrationos.lifecycle.facts import check_office
+from immigrationos.lifecycle.models import Document, EnforcementCase
 from immigrationos.lifecycle.table import load_table
 from immigrationos.runtime import Runtime
 
@@ -188,7 +189,10 @@ def execute(ctx: Caseworker, session: SessionDep, request_id: str) -> dict[str, 
 @router.get("/documents/{document_id}")
 def document(ctx: Caseworker, session: SessionDep, document_id: str, format: str = "json") -> Any:
     """A stored document version: metadata (json), or its ``pdf`` or ``html``."""
-    doc = Gateway(session, ctx).get(Document, document_id)
+    gw = Gateway(session, ctx)
+    doc = gw.get(Document, document_id)
+    if doc.case_id:
+        check_office(gw, gw.get(EnforcementCase, doc.case_id))
     if format == "pdf" and doc.pdf is not None:
         return Response(bytes(doc.pdf), media_type="application/pdf")
     if format == "html":

@@ -116,6 +116,51 @@ class SignInFailed(AuditEvent):
     username: str
 
 
+class SignedOut(AuditEvent):
+    """A user signed out, or their session ended by idle timeout (``reason``)."""
+
+    action = "auth.signed_out"
+    reason: str = "signed out"
+
+
+class SignInThrottled(AuditEvent):
+    """Too many sign-in attempts came from one client; the attempt was not even checked."""
+
+    action = "auth.throttled"
+    outcome = "refused"
+    username: str
+
+
+class PurposeChosen(AuditEvent):
+    """A signed-in user declared the purpose (and case, and reason) of their work."""
+
+    action = "auth.purpose_chosen"
+    purpose: str
+    case_ref: str | None = None
+    justification: str | None = None
+
+
+class ApiTokenCreated(AuditEvent):
+    """An API token was created for a machine client (the token itself is never kept)."""
+
+    action = "auth.token_created"
+    name: str
+    expires_at: str
+
+
+class ApiTokenRevoked(AuditEvent):
+    """An API token was revoked."""
+
+    action = "auth.token_revoked"
+
+
+class UserChanged(AuditEvent):
+    """An account was changed by an administrator (the changed field names are kept)."""
+
+    action = "user.changed"
+    fields: list[str]
+
+
 class SourceRegistered(AuditEvent):
     """A source and its data-sharing agreement were registered or revised."""
 

@@ -12,7 +12,7 @@ from immigrationos.cli.common import console, friendly_errors
 
 #: Benchmarks that read ``--sizes`` (passed as ``IMMOS_BENCH_SIZES``, which their measurement
 #: subprocesses inherit).
-SIZED = ("priority", "departures")
+SIZED = ("priority", "departures", "web")
 #: Benchmarks that also read ``--backend`` (``IMMOS_BENCH_BACKEND``).
 BACKENDS = ("priority",)
 

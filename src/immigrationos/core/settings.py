@@ -73,6 +73,21 @@ class Settings(BaseSettings):
         description="NATS server (with JetStream) the departure stream is published to.",
     )
 
+    session_idle_minutes: int = Field(
+        default=30, ge=1, description="A browser session ends after this long without a request."
+    )
+    session_max_hours: int = Field(
+        default=12, ge=1, description="A browser session ends this long after sign-in, whatever."
+    )
+    sign_in_attempts_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Sign-in attempts allowed per client address per minute (then HTTP 429).",
+    )
+    api_token_days: int = Field(
+        default=90, ge=1, le=366, description="How long a new API token stays valid."
+    )
+
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         if self.mode == "production":

@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from immigrationos.accounts.roles import Role
 from immigrationos.core.errors import NotFound
 from immigrationos.facts.models import Admission, BenefitApplication
-from immigrationos.gateway.core import Gateway
+from immigrationos.gateway.core import Gateway, Refused
 from immigrationos.lifecycle.models import (
     CaseCondition,
     CaseDeadline,
@@ -191,9 +192,35 @@ def gather(gw: Gateway, case_id: str, flight_ids: tuple[str, ...] = ()) -> CaseF
 
 def _case(gw: Gateway, case_id: str) -> EnforcementCase:
     try:
-        return gw.get(EnforcementCase, case_id)
+        case = gw.get(EnforcementCase, case_id)
     except NotFound:
         raise NotFound(f"no case {case_id!r}") from None
+    check_office(gw, case)
+    return case
+
+
+#: Roles that work the cases of their own office only (counsel and analysts are agency-wide).
+OFFICE_BOUND = frozenset({Role.OFFICER, Role.SUPERVISOR})
+
+
+def office_scope(gw: Gateway) -> str | None:
+    """The office whose cases the actor may see, or None for every office."""
+    actor = gw.ctx.actor
+    return actor.office if actor.role in OFFICE_BOUND else None
+
+
+def check_office(gw: Gateway, case: EnforcementCase) -> None:
+    """Refuse (audited) an office-bound actor a case of another office."""
+    office = office_scope(gw)
+    if office and case.office and case.office != office:
+        raise Refused(
+            f"case {case.id} belongs to the {case.office} office; "
+            f"{gw.ctx.actor.username} works for {office}",
+            "read",
+            "cases",
+            [case.id],
+            gw.ctx,
+        )
 
 
 def fill(facts: CaseFacts, got: dict[str, list[Any]]) -> None:

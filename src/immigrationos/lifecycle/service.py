@@ -29,7 +29,7 @@ from immigrationos.core.ids import new_id
 from immigrationos.gateway.core import Gateway, Refused
 from immigrationos.lifecycle import documents
 from immigrationos.lifecycle.engine import Plan, computed_step, plan
-from immigrationos.lifecycle.facts import CaseFacts, gather
+from immigrationos.lifecycle.facts import CaseFacts, check_office, gather
 from immigrationos.lifecycle.models import (
     ActionRequest,
     Approval,
@@ -363,6 +363,8 @@ def _may_decide(gw: Gateway, request: ActionRequest, t: TransitionSpec) -> None:
                 f"{t.name} needs one {' and one '.join(r.value for r in t.approval.joint)}: "
                 f"the request came from a {requester_role}",
             )
+    if request.case_id:  # refusing, too, is a decision on a case of one office
+        check_office(gw, gw.get(EnforcementCase, request.case_id))
 
 
 def _user(gw: Gateway, user_id: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from immigrationos.accounts.roles import Role
 from immigrationos.core.clock import utcnow
 from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.engine import options
-from immigrationos.lifecycle.facts import gather
+from immigrationos.lifecycle.facts import gather, office_scope
 from immigrationos.lifecycle.models import (
     ActionRequest,
     CaseEvent,
@@ -147,6 +147,7 @@ def documents(gw: Gateway, case_id: str) -> list[dict[str, Any]]:
             Document.content_sha256,
             Document.created_at,
             Document.supersedes_id,
+            Document.pdf.is_not(None),
         )
         .where(Document.case_id == case_id)
         .order_by(Document.kind, Document.version),
@@ -162,6 +163,7 @@ def documents(gw: Gateway, case_id: str) -> list[dict[str, Any]]:
         "sha256",
         "created_at",
         "supersedes_id",
+        "has_pdf",
     )
     return [{k: _iso(v) for k, v in zip(keys, r, strict=True)} for r in rows]
 
@@ -196,7 +198,10 @@ def request_dict(r: ActionRequest) -> dict[str, Any]:
 
 
 def pending_requests(gw: Gateway, office: str | None = None) -> list[dict[str, Any]]:
-    """Requests waiting for a decision (a supervisor's queue), oldest first."""
+    """Requests waiting for a decision (a supervisor's queue), oldest first.
+
+    An office-bound actor sees their own office's queue whatever ``office`` asks for."""
+    office = office_scope(gw) or office
     stmt = (
         select(ActionRequest)
         .join(EnforcementCase, EnforcementCase.id == ActionRequest.case_id)
@@ -219,7 +224,9 @@ def list_cases(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Cases, newest first, filtered by state, office or person."""
+    """Cases, newest first, filtered by state, office or person (an office-bound actor's
+    own office only)."""
+    office = office_scope(gw) or office
     where = []
     if state:
         where.append(EnforcementCase.state == state)

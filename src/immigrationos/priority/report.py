@@ -163,7 +163,7 @@ def render_comparison_html(comparison: dict[str, Any]) -> str:
     ``generated_at``. Missing keys count as empty, so a bare ``{}`` still renders.
     """
     template = _environment(TEMPLATE_DIR).get_template(TEMPLATE)
-    return template.render(**_context(comparison))
+    return template.render(**comparison_view(comparison))
 
 
 @lru_cache(maxsize=2)
@@ -179,7 +179,7 @@ def _environment(directory: Path) -> jinja2.Environment:
     )
 
 
-def _context(comparison: Mapping[str, Any]) -> dict[str, Any]:
+def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the template shows, already shaped and formatted."""
     tiers_a, tiers_b = _tiers(comparison.get("tiers_a")), _tiers(comparison.get("tiers_b"))
     a, b = _policy(comparison.get("a")), _policy(comparison.get("b"))

@@ -4,7 +4,7 @@ sources → records → persons → facts → priorities and cases → departure
 plus accounts and audit.
 """
 
-from immigrationos.accounts.models import RoleRow, User
+from immigrationos.accounts.models import ApiToken, RoleRow, User, WebSession
 from immigrationos.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from immigrationos.departures.models import DeadLetter, Departure, InboxEntry, OverstayAssessment
 from immigrationos.facts.models import (
@@ -67,6 +67,7 @@ __all__ = [
     "ActionRequest",
     "Address",
     "Admission",
+    "ApiToken",
     "Appeal",
     "Approval",
     "AuditCheckpoint",
@@ -116,4 +117,5 @@ __all__ = [
     "Tombstone",
     "TravelDocument",
     "User",
+    "WebSession",
 ]  # fmt: skip
