@@ -14,13 +14,17 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from immigrationos import __version__, web
 from immigrationos.api import (
     admin_routes,
+    anomaly_routes,
     case_routes,
     departure_routes,
+    oversight_routes,
     overstay_routes,
     person_routes,
     priority_routes,
+    redress_routes,
     resolve_routes,
     sources_routes,
+    transparency_routes,
 )
 from immigrationos.api.routes import router
 from immigrationos.runtime import Runtime, open_runtime
@@ -57,6 +61,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(priority_routes.router)
     app.include_router(overstay_routes.router)  # before /api/departures/{id}
     app.include_router(departure_routes.router)
+    app.include_router(oversight_routes.router)
+    app.include_router(transparency_routes.router)
+    app.include_router(anomaly_routes.router)
+    app.include_router(redress_routes.router)
     case_routes.start_scheduler(app, app.state.runtime)
     app.middleware("http")(_security_headers)
     app.get("/metrics", tags=["system"], response_class=PlainTextResponse)(_metrics)

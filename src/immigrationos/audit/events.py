@@ -408,6 +408,17 @@ class DepartureReviewed(AuditEvent):
     steps: dict[str, int] = Field(default_factory=dict)
 
 
+# --- issue 9: audit export (helper A adds events here) ---
+
+# --- issue 9: transparency report (helper B adds events here) ---
+
+# --- issue 9: access anomalies (helper C adds events here) ---
+
+# --- issue 9: redress (helper D adds events here) ---
+
+# --- issue 9: dossier and oversight report (events here) ---
+
+
 def all_event_classes() -> list[type[AuditEvent]]:
     """Every concrete event class (for documentation and the docs test)."""
     found: list[type[AuditEvent]] = []

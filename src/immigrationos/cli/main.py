@@ -6,12 +6,15 @@ import typer
 
 from immigrationos import __version__
 from immigrationos.cli import (
+    anomalies,
     audit,
     cases,
     db,
     departures,
     lineage,
     priority,
+    redress,
+    report,
     resolve,
     retention,
     sources,
@@ -44,6 +47,9 @@ app.add_typer(departures.app, name="departures")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(retention.app, name="retention")
 app.add_typer(audit.app, name="audit")
+app.add_typer(report.app, name="report")
+app.add_typer(anomalies.app, name="anomalies")
+app.add_typer(redress.app, name="redress")
 app.add_typer(users.app, name="users")
 app.add_typer(db.app, name="db")
 

@@ -16,17 +16,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from immigrationos.accounts.sessions import Throttle
 from immigrationos.core.errors import ImmosError
 from immigrationos.web import (
+    alert_pages,
     analysis_pages,
     auth_pages,
     case_pages,
     errors,
     governance_pages,
     people_pages,
+    redress_pages,
 )
 from immigrationos.web.render import STATIC
 
 #: Page modules, mounted in this order (static paths before their ``{id}`` siblings).
-PAGE_MODULES = (auth_pages, people_pages, case_pages, analysis_pages, governance_pages)
+PAGE_MODULES = (
+    auth_pages,
+    people_pages,
+    case_pages,
+    analysis_pages,
+    governance_pages,
+    alert_pages,
+    redress_pages,
+)
 
 
 def mount(app: FastAPI) -> None:

@@ -1,0 +1,9 @@
+"""``immos report transparency``: the public transparency report."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this report's command to the ``immos report`` group."""
