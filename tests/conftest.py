@@ -145,6 +145,15 @@ def env_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
 
 
 @pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Each test reads the process settings anew: a command run by an earlier test on the same
+    worker must not leave its data folder cached for the next (``get_settings`` caches)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2id with minimal cost in tests (the production parameters take ~50 ms a hash)."""
     from argon2 import PasswordHasher

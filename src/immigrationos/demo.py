@@ -25,6 +25,10 @@ from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.load import LoadReport, load_cases
+from immigrationos.oversight import redress, transparency
+from immigrationos.oversight.activity import Evaluation, GroundTruth, plant_and_scan
+from immigrationos.oversight.anomalies import ScanReport
+from immigrationos.oversight.redress import DemoRedress
 from immigrationos.priority.demo import PriorityLoad, load_priorities
 from immigrationos.resolution import service as resolution_service
 from immigrationos.resolution.service import RunReport
@@ -48,6 +52,7 @@ class DemoResult:
     cases: LoadReport | None = None
     priorities: PriorityLoad | None = None
     departures: DepartureLoad | None = None
+    oversight: OversightLoad | None = None
     audit_message: str = ""
 
     def summary_table(self) -> Table:
@@ -99,6 +104,7 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
     result.cases = _cases(runtime, bar)
     result.priorities = _priorities(runtime, bar)
     result.departures = _departures(runtime, live, bar)
+    result.oversight = _oversight(runtime, bar)
     with transaction(runtime.sessions) as session:
         emit(
             session,
@@ -181,6 +187,41 @@ def _departures(runtime: Runtime, live: Path, bar: Progress | None) -> Departure
     with unit_of_work(runtime.sessions, ctx) as gw:
         after = overstays.assess(gw, today)
     return DepartureLoad(report, before.outcomes, after.outcomes)
+
+
+@dataclass
+class OversightLoad:
+    """What the demo gave oversight: simulated staff activity with planted misuse, scanned."""
+
+    truth: GroundTruth
+    scan: ScanReport
+    evaluation: Evaluation
+    transparency_period: str
+    redress: DemoRedress
+
+
+def _oversight(runtime: Runtime, bar: Progress | None) -> OversightLoad:
+    """Two sample correction requests (one decided, with its letter; one in review), two
+    weeks of synthetic staff activity with four planted misuses, scanned by the
+    access-anomaly rules (the ground truth is kept beside the database for the evaluation);
+    then this year's transparency report, published so the auditor can read it."""
+    task = bar.add_task("staff activity and anomaly scan", total=1) if bar else None
+    sample = redress.load_demo(runtime)
+    truth, scan, evaluation = plant_and_scan(runtime)
+    period = transparency.Period.parse(str(utcnow().year))
+    ctx = system_context(Purpose.STATISTICS, "demo: publish this year's transparency report")
+    with unit_of_work(runtime.sessions, ctx) as gw:
+        report = transparency.generate(gw, period, ["json"])
+    transparency.publish(report, runtime.settings.data_dir)
+    if bar is not None and task is not None:
+        bar.update(task, completed=1)
+    return OversightLoad(
+        truth=truth,
+        scan=scan,
+        evaluation=evaluation,
+        transparency_period=period.label,
+        redress=sample,
+    )
 
 
 def _priorities(runtime: Runtime, bar: Progress | None) -> PriorityLoad:

@@ -40,6 +40,16 @@ PUBLIC = {
     ("GET", "/openapi.json"),
     ("GET", "/metrics"),
     ("GET", "/api/departures/schema"),
+    # redress: a person's representative has no account; filings and status checks are
+    # throttled per client, and the status needs the reference and its one-time code
+    ("POST", "/api/redress"),
+    ("GET", "/api/redress/status"),
+    ("GET", "/api/redress/status/letter"),
+    ("GET", "/redress/new"),
+    ("POST", "/redress/new"),
+    ("GET", "/redress/status"),
+    ("POST", "/redress/status"),
+    ("POST", "/redress/status/letter"),
 }
 ROUTE_RULES = ("may not use this route", "does not permit this route", "may not work under")
 USERS = {

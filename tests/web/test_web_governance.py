@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select
 
 from immigrationos.accounts.service import DEMO_ACCOUNTS
-from immigrationos.api.admin_routes import PENDING_SECTIONS
 from immigrationos.audit.checkpoint import check_signature
 from immigrationos.audit.models import AuditEntry
 from immigrationos.runtime import Runtime
@@ -141,23 +140,32 @@ def test_audit_pages_refuse_other_roles(signed: Any) -> None:
 # --- oversight ----------------------------------------------------------------------------
 
 
-def test_oversight_dashboard_shows_aggregates_and_empty_states(signed: Any) -> None:
+def test_oversight_dashboard_shows_the_report_and_names_no_one(
+    signed: Any, web_runtime: Runtime
+) -> None:
     auditor = signed("auditor", "statistics")
+    before = _head(web_runtime)
     board = auditor.http.get("/oversight")
     assert board.status_code == 200
-    assert board.text.count("Arrives with the oversight report.") == len(PENDING_SECTIONS)
+    assert "Arrives with" not in board.text  # every section is populated or says why not
     assert '<svg id="chart-purpose" role="img"' in board.text
+    assert '<svg id="chart-enforcement-tier" role="img"' in board.text
+    assert _entries_since(web_runtime, before, "report.oversight_generated")
 
-    summary = auditor.http.get("/api/oversight/summary").json()
-    assert summary["entries"] > 0
-    assert f'data-testid="refused-total">{summary["refused"]}<' in board.text
-    purposes = {row["purpose"] for row in summary["access_by_purpose_role"]}
+    report = auditor.http.get("/api/oversight/report").json()
+    assert report["audit_entries"] > 0
+    assert f'data-testid="enforcement-total">{report["enforcement"]["total"]}<' in board.text
+    purposes = {row["purpose"] for row in report["access_by_purpose_role"]}
     assert "case-processing" in purposes
-    assert summary["action_decisions"], "the demo world decided requested actions"
-    text = json.dumps(summary)
+    assert report["action_decisions"], "the demo world decided requested actions"
+    assert report["enforcement"]["total"] > 0 and report["departures"]["verified"] > 0
+    text = json.dumps(report) + board.text
     named = [a.username for a in DEMO_ACCOUNTS if "." in a.username]  # others are role names
     assert named and not any(username in text for username in named)  # no one is named
-    assert signed("admin").http.get("/api/oversight/summary").status_code == 403
+    download = auditor.http.get("/api/oversight/report.html")
+    assert download.status_code == 200 and "<h1>Oversight report</h1>" in download.text
+    assert signed("admin").http.get("/api/oversight/report").status_code == 403
+    assert signed("officer.miami").http.get("/oversight").status_code == 403
 
 
 # --- accounts -----------------------------------------------------------------------------

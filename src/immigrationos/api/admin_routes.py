@@ -1,21 +1,17 @@
-"""API routes of governance: accounts, the audit search, the oversight summary, agreements.
+"""API routes of governance: accounts, the audit search, agreements and the quarantine.
 
-They serve the administrator's accounts page, the auditor's audit explorer and oversight
-dashboard, and the privacy officer's source pages; each page calls the function its route
-calls. Nothing here returns personal data except the quarantine (the privacy officer's
-data-integration work, read through the gateway): accounts are staff, and the audit summary
-is aggregates by purpose, role and action.
+They serve the administrator's accounts page, the auditor's audit explorer and the privacy
+officer's source pages; each page calls the function its route calls. Nothing here returns
+personal data except the quarantine (the privacy officer's data-integration work, read
+through the gateway): accounts are staff, and audit entries hold ids and codes, no values.
 
-The oversight summary is computed from the audit log alone until the oversight report of the
-oversight issue arrives; its sections that need that report are listed in ``pending``.
+The oversight report has its own routes (``api/oversight_routes.py``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -31,7 +27,6 @@ from immigrationos.api.routes import Auditor
 from immigrationos.api.schemas import AgreementOut, AuditEntryOut
 from immigrationos.api.sources_routes import Integrator, QuarantineOut
 from immigrationos.audit.models import AuditEntry
-from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import NotFound
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
@@ -45,22 +40,6 @@ Administrator = Annotated[
     AccessContext,
     Depends(access(Role.ADMINISTRATOR, purposes=(Purpose.SYSTEM_ADMINISTRATION,))),
 ]
-OversightReader = Annotated[
-    AccessContext,
-    Depends(access(Role.AUDITOR, purposes=(Purpose.OVERSIGHT_AUDIT, Purpose.STATISTICS))),
-]
-#: Audit actions that read personal data, for "data access by purpose and role".
-READ_ACTIONS = {"record.read": "reads", "records.searched": "searches"}
-#: A case step a guard stopped: a due-process block, counted apart from refused accesses.
-BLOCK_ACTION = "case.step_blocked"
-#: Sections of the oversight report (oversight issue) that the audit log cannot answer yet.
-PENDING_SECTIONS = (
-    "Enforcement actions by tier, nationality, office and month",
-    "Citizenship reviews opened, resolved and how",
-    "Match review outcomes and the estimated false-match rate",
-    "Departures verified and overstay revisions",
-    "Access anomalies: reads outside caseload or office, unusual volume or hours",
-)
 
 
 # --- accounts -----------------------------------------------------------------------------
@@ -210,125 +189,6 @@ def audit_search(
     """Audit entries by action, actor, outcome, purpose and role, paginated, with the total."""
     filters = AuditFilters(action=action, actor=actor, outcome=outcome, purpose=purpose, role=role)
     return search_audit(session, filters, offset, limit)
-
-
-# --- oversight summary --------------------------------------------------------------------
-
-
-class AccessRow(BaseModel):
-    """Reads and searches of personal data under one purpose by one role."""
-
-    purpose: str
-    role: str
-    reads: int = 0
-    searches: int = 0
-
-
-class ActionRow(BaseModel):
-    """How often an audited action happened, and how often the rules refused it."""
-
-    action: str
-    ok: int = 0
-    refused: int = 0
-
-
-class Count(BaseModel):
-    """One labelled count."""
-
-    label: str
-    count: int
-
-
-class OversightSummary(BaseModel):
-    """Aggregates of the audit log for oversight: no person, no username, only counts."""
-
-    generated_at: datetime
-    entries: int
-    #: Refused accesses: refusals by the access rules and failed or throttled sign-ins.
-    refused: int
-    first_at: datetime | None
-    last_at: datetime | None
-    access_by_purpose_role: list[AccessRow]
-    by_action: list[ActionRow]
-    refused_by_role: list[Count]
-    blocks_by_guard: list[Count]
-    action_decisions: list[Count]
-    priority_overrides: list[Count]
-    pending: list[str]
-
-
-def _access_rows(session: Session) -> list[AccessRow]:
-    stmt = (
-        select(AuditEntry.purpose, AuditEntry.actor_role, AuditEntry.action, func.count())
-        .where(AuditEntry.action.in_(READ_ACTIONS), AuditEntry.outcome == "ok")
-        .group_by(AuditEntry.purpose, AuditEntry.actor_role, AuditEntry.action)
-    )
-    rows: dict[tuple[str, str], AccessRow] = {}
-    for purpose, role, action, n in session.execute(stmt):
-        key = (purpose or "none", role or "anonymous")
-        row = rows.setdefault(key, AccessRow(purpose=key[0], role=key[1]))
-        setattr(row, READ_ACTIONS[action], n)
-    return sorted(rows.values(), key=lambda r: -(r.reads + r.searches))
-
-
-def _action_rows(session: Session) -> list[ActionRow]:
-    stmt = select(AuditEntry.action, AuditEntry.outcome, func.count()).group_by(
-        AuditEntry.action, AuditEntry.outcome
-    )
-    rows: dict[str, ActionRow] = {}
-    for action, outcome, n in session.execute(stmt):
-        row = rows.setdefault(action, ActionRow(action=action))
-        if outcome == "refused":
-            row.refused += n
-        else:
-            row.ok += n
-    return sorted(rows.values(), key=lambda r: -(r.ok + r.refused))
-
-
-def _counts(counter: Counter[str]) -> list[Count]:
-    return [Count(label=k, count=n) for k, n in counter.most_common()]
-
-
-def _details_of(session: Session, action: str) -> Iterable[dict[str, Any]]:
-    """The details of every entry of ``action`` (event fields: ids and codes, no values)."""
-    return session.scalars(select(AuditEntry.details).where(AuditEntry.action == action))
-
-
-def oversight_summary(session: Session) -> OversightSummary:
-    """What the audit log already tells oversight, as counts."""
-    refused = session.execute(
-        select(AuditEntry.actor_role, func.count())
-        .where(AuditEntry.outcome == "refused", AuditEntry.action != BLOCK_ACTION)
-        .group_by(AuditEntry.actor_role)
-    ).all()
-    span = session.execute(select(func.count(), func.min(AuditEntry.at), func.max(AuditEntry.at)))
-    entries, first_at, last_at = span.one()
-    guards = Counter(g for d in _details_of(session, BLOCK_ACTION) for g in d.get("blocked_by", {}))
-    decisions = Counter(str(d.get("decision")) for d in _details_of(session, "case.action_decided"))
-    overrides = Counter(
-        str(d.get("direction")) for d in _details_of(session, "priority.overridden")
-    )
-    return OversightSummary(
-        generated_at=utcnow(),
-        entries=entries,
-        refused=sum(n for _, n in refused),
-        first_at=first_at,
-        last_at=last_at,
-        access_by_purpose_role=_access_rows(session),
-        by_action=_action_rows(session),
-        refused_by_role=_counts(Counter({role or "not signed in": n for role, n in refused})),
-        blocks_by_guard=_counts(guards),
-        action_decisions=_counts(decisions),
-        priority_overrides=_counts(overrides),
-        pending=list(PENDING_SECTIONS),
-    )
-
-
-@router.get("/oversight/summary", tags=["oversight"])
-def get_oversight_summary(ctx: OversightReader, session: SessionDep) -> OversightSummary:
-    """Aggregates of the audit log: data access by purpose and role, refusals, actions,
-    due-process blocks by guard, decisions and overrides. Counts only, no personal data."""
-    return oversight_summary(session)
 
 
 # --- agreements and quarantine ------------------------------------------------------------

@@ -17,6 +17,7 @@ from immigrationos.api import (
     anomaly_routes,
     case_routes,
     departure_routes,
+    dossier_routes,
     oversight_routes,
     overstay_routes,
     person_routes,
@@ -65,6 +66,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(transparency_routes.router)
     app.include_router(anomaly_routes.router)
     app.include_router(redress_routes.router)
+    app.include_router(dossier_routes.router)
     case_routes.start_scheduler(app, app.state.runtime)
     app.middleware("http")(_security_headers)
     app.get("/metrics", tags=["system"], response_class=PlainTextResponse)(_metrics)

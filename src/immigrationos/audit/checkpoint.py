@@ -79,18 +79,21 @@ def write_checkpoint(
     result = verify(session)
     if not result.ok:
         raise IntegrityViolation(f"refusing to sign a broken chain: {result.describe()}")
+    # One clock reading for the signed text and the stored row, so the document can be rebuilt
+    # from the row (exports do) with the very bytes that were signed.
+    now = utcnow()
     document: dict[str, Any] = {
         "format": FORMAT,
         "entries": result.head_seq,
         "head_hash": result.head_hash,
-        "created_at": utcnow().isoformat(timespec="seconds"),
+        "created_at": now.isoformat(timespec="seconds"),
         "public_key": public_hex(key),
     }
     document["signature"] = key.sign(_signed_part(document)).hex()
     session.add(
         AuditCheckpoint(
             id=new_id("ckp"),
-            created_at=utcnow(),
+            created_at=now,
             entries=document["entries"],
             head_hash=document["head_hash"],
             public_key=document["public_key"],

@@ -410,13 +410,173 @@ class DepartureReviewed(AuditEvent):
 
 # --- issue 9: audit export (helper A adds events here) ---
 
+
+class AuditExported(AuditEvent):
+    """The audit log (all of it, or from ``first_seq``) was exported for an outside auditor.
+
+    Recorded before the files are written, with the range, the signed head and the anchor (the
+    hash of the entry before ``first_seq``), so a copy that leaves the system is on the record.
+    """
+
+    action = "audit.exported"
+    first_seq: int
+    last_seq: int
+    entries: int
+    head_hash: str
+    anchor_hash: str
+    checkpoints: int
+    destination: str
+
+
 # --- issue 9: transparency report (helper B adds events here) ---
+
+
+class TransparencyReportGenerated(AuditEvent):
+    """The public transparency report was computed for a period (aggregates only; small
+    cells withheld). Keeps the period, the tables, and how many cells each withheld: never
+    a count that was withheld."""
+
+    action = "transparency.generated"
+    period: str
+    threshold: int
+    tables: list[str] = Field(default_factory=list)
+    withheld: dict[str, int] = Field(default_factory=dict)
+    formats: list[str] = Field(default_factory=list)
+
 
 # --- issue 9: access anomalies (helper C adds events here) ---
 
+
+class AnomalyScanRan(AuditEvent):
+    """The access-anomaly detector read the audit log over a window (and the caseloads behind
+    it, through the gateway) and raised alerts; ``existing`` were already on file."""
+
+    action = "anomaly.scan"
+    since: str
+    until: str
+    rules_sha256: str
+    raised: int = 0
+    existing: int = 0
+
+
+class AccessAlertRaised(AuditEvent):
+    """An access anomaly was raised for auditors: rule, user, day, measured value, threshold."""
+
+    action = "anomaly.alert_raised"
+    rule: str
+    user_id: str
+    day: str
+    measured: float
+    threshold: float
+
+
+class AccessAlertReviewed(AuditEvent):
+    """An auditor confirmed or dismissed an access alert (the note is kept on the alert)."""
+
+    action = "anomaly.alert_reviewed"
+    decision: str
+    previous: str
+
+
+class ActivitySimulated(AuditEvent):
+    """Synthetic staff activity was written to the log (demo): its days, seed and the range of
+    audit entries it wrote, so no one mistakes it for real use."""
+
+    action = "anomaly.activity_simulated"
+    days: int
+    seed: int
+    users: int
+    first_seq: int
+    last_seq: int
+    planted: int
+
+
 # --- issue 9: redress (helper D adds events here) ---
 
+
+class RedressFiled(AuditEvent):
+    """A representative filed a correction request (no account: the actor is anonymous).
+
+    Only the kinds of fact disputed and how the request came in are kept, never the values.
+    """
+
+    action = "redress.filed"
+    channel: str
+    kinds: list[str] = Field(default_factory=list)
+
+
+class RedressStatusChecked(AuditEvent):
+    """A requester looked at their request's status or letter with the tracking code."""
+
+    action = "redress.status_checked"
+    what: str = "status"
+
+
+class RedressStatusRefused(AuditEvent):
+    """A status check named an unknown reference or a wrong tracking code."""
+
+    action = "redress.status_refused"
+    outcome = "refused"
+    reason: str
+
+
+class RedressLinked(AuditEvent):
+    """A privacy officer linked a request to a person of the index."""
+
+    action = "redress.linked"
+    person_id: str
+
+
+class FactsDisputed(AuditEvent):
+    """Facts of a person's record were marked disputed: left out of prioritization and
+    automated matching until the request is decided."""
+
+    action = "redress.facts_disputed"
+    person_id: str
+    kinds: list[str] = Field(default_factory=list)
+
+
+class RedressDecided(AuditEvent):
+    """A privacy officer decided a request with reasons; ``plan`` is what the decision
+    changes (ids and counts, no values), ``applied`` what was done."""
+
+    action = "redress.decided"
+    decision: str
+    plan: dict[str, Any] = Field(default_factory=dict)
+    applied: dict[str, Any] = Field(default_factory=dict)
+
+
+class RedressLetterIssued(AuditEvent):
+    """A letter to the requester was generated and stored (a new version each time)."""
+
+    action = "redress.letter_issued"
+    version: int
+    sha256: str
+
+
 # --- issue 9: dossier and oversight report (events here) ---
+
+
+class DossierGenerated(AuditEvent):
+    """The system dossier was generated (configuration and aggregates only, no personal data).
+
+    ``sha256`` identifies the dossier's JSON; the chain's state at generation is kept too.
+    """
+
+    action = "report.dossier_generated"
+    formats: list[str]
+    sha256: str
+    chain_ok: bool
+    entries_checked: int
+
+
+class OversightReportGenerated(AuditEvent):
+    """The oversight report was generated (counts only); the format and two totals are kept."""
+
+    action = "report.oversight_generated"
+    format: str
+    audit_entries: int
+    enforcement_actions: int
 
 
 def all_event_classes() -> list[type[AuditEvent]]:

@@ -1,4 +1,4 @@
-"""``immos audit``: verify the hash chain, write and check signed checkpoints, read entries."""
+"""``immos audit``: verify the chain, signed checkpoints, exports for auditors, read entries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from immigrationos.audit import checkpoint as ckpt
 from immigrationos.audit.chain import emit, verify
 from immigrationos.audit.events import AuditVerified
 from immigrationos.audit.models import AuditEntry
-from immigrationos.cli.common import console, friendly_errors, runtime
+from immigrationos.cli.common import console, friendly_errors, progress_bar, runtime
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.store.engine import transaction
@@ -131,3 +131,78 @@ def log_cmd(
             r.outcome,
         )
     console.print(table)
+
+
+@app.command("export")
+@friendly_errors
+def export_cmd(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="A new (or empty) folder to write the export to."
+    ),
+    from_seq: int | None = typer.Option(
+        None,
+        "--from-seq",
+        min=1,
+        help="Export entries from this seq on (anchored on the hash of the entry before it).",
+    ),
+    batch: int = typer.Option(
+        2000, "--batch", min=1, max=100_000, help="Entries read per page (memory bound)."
+    ),
+) -> None:
+    """Export the audit log for an outside auditor, with signed checkpoints and a verifier.
+
+    Verifies the chain, signs its head, records the export (audit.exported), then writes
+    entries, manifest, checkpoints, public key, the standalone verify_export.py and a README
+    to --out. The auditor needs only Python and `pip install cryptography`; see
+    docs/audit-export.md.
+    """
+    from immigrationos.audit.export import export_audit
+
+    with runtime() as rt:
+        key = ckpt.signing_key(rt.settings)
+        ctx = system_context(Purpose.OVERSIGHT_AUDIT, "immos audit export (command line)")
+        with progress_bar() as bar:
+            task = bar.add_task("verifying the chain and signing its head", total=None)
+            result = export_audit(
+                rt.sessions,
+                out,
+                key,
+                ctx,
+                from_seq,
+                batch=batch,
+                on_plan=lambda plan: bar.update(
+                    task, description="exporting audit entries", total=plan.entries
+                ),
+                on_progress=lambda done: bar.update(task, completed=done),
+            )
+    plan = result.plan
+    console.print(
+        f"exported entries {plan.first_seq}..{plan.last_seq} ({plan.entries}) and "
+        f"{result.checkpoints} stored checkpoint(s) to {out}"
+    )
+    console.print(f"head hash:  {result.head_hash}\npublic key: {result.public_key}")
+    console.print(f"check it:   python {out / 'verify_export.py'} {out} --public-key KEY")
+
+
+@app.command("verify-export")
+def verify_export_cmd(
+    directory: Path = typer.Argument(..., help="The export folder."),
+    public_key: list[str] = typer.Option(
+        [], "--public-key", help="Hex Ed25519 key the checkpoints must be signed with (repeat)."
+    ),
+    checkpoint: list[Path] = typer.Option(
+        [], "--checkpoint", "-c", help="A checkpoint received earlier (repeat)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check an export folder with the standalone verifier (the code auditors run).
+
+    Runs this installation's copy of verify_export.py, not the one inside the folder. Exits 0
+    when intact, 1 when not (first problem with its entry and kind), 2 for unusable input.
+    """
+    from immigrationos.audit import verify_export
+
+    argv = [str(directory)]
+    argv += [arg for key in public_key for arg in ("--public-key", key)]
+    argv += [arg for path in checkpoint for arg in ("--checkpoint", str(path))]
+    raise typer.Exit(verify_export.main([*argv, *(["--json"] if as_json else [])]))

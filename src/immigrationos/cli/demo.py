@@ -109,6 +109,23 @@ def demo_cmd(
             + ", ".join(f"{k} {v}" for k, v in sorted(d.overstays_after.items()))
             + " (`immos departures overstays report --as analyst`)"
         )
+    if result.oversight is not None:
+        o = result.oversight
+        console.print(
+            f"oversight: two weeks of synthetic staff activity with planted misuse; "
+            f"{len(o.scan.raised)} access alerts (recall {o.evaluation.recall:.0%}, clean "
+            f"users flagged {o.evaluation.false_positive_rate:.0%}; `immos anomalies list`, "
+            "/oversight); "
+            f"transparency report {o.transparency_period} published "
+            "(`immos report transparency --period …`)"
+        )
+        sample = o.redress
+        console.print(
+            f"redress: request {sample.decided.reference} decided (follow it at /redress/status "
+            f"with tracking code {sample.decided.tracking_code}); {sample.in_review.reference} "
+            "in review "
+            "(`immos redress list --as privacy`, /redress)"
+        )
     console.print(f"[green]{result.audit_message}[/]")
     _print_accounts(list(result.accounts))
     if serve:

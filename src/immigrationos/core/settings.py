@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     api_token_days: int = Field(
         default=90, ge=1, le=366, description="How long a new API token stays valid."
     )
+    redress_filings_per_hour: int = Field(
+        default=10,
+        ge=1,
+        description="Correction (redress) requests accepted per client address per hour "
+        "(then HTTP 429).",
+    )
+    redress_status_checks_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Redress status checks (reference and tracking code) per client address "
+        "per minute (then HTTP 429).",
+    )
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:

@@ -18,6 +18,11 @@ since it was built (departures it verified, incremental links) are added with
 :meth:`Matcher.add`, and :meth:`Matcher.refresh` adds what the store linked meanwhile; a full
 resolution run (a new index version) rebuilds it.
 
+A record whose link to its person is disputed under redress (a "held" record) verifies
+nobody: a match whose best pair is with it goes to review, saying so. Identifiers and other
+values disputed or struck under redress are left out of the index, so they match nothing.
+A dispute marked or decided makes the matcher stale, like a new index version.
+
 Why the fuzzy path verifies only above a margin over the link weight: a departure closes
 cases, so a wrong "verified" costs more than a review. The margin was chosen on the synthetic
 world's ground truth (``tests/departures/test_matching_accuracy.py`` keeps it honest).
@@ -88,17 +93,22 @@ class Matcher:
     built_at: datetime
     """When the index was read (then refreshed): links from then on are added by refresh."""
     added: set[str] = field(default_factory=set)
+    held: dict[str, str] = field(default_factory=dict)
+    """Records whose person link is disputed under redress → why (they verify nobody)."""
+    disputes: str | None = None
+    """The disputes the index was built with (a fingerprint; see :meth:`stale`)."""
 
     @classmethod
     def build(cls, gw: Gateway) -> Matcher:
         """Build from the current person index (read under the gateway's purpose, which must
         be identity resolution: deciding which records describe the same person)."""
-        from immigrationos.resolution.service import build_link_index
+        from immigrationos.resolution.service import build_link_index, redress_exclusions
 
         started = utcnow()
         index = build_link_index(gw)
         index.materialize()
-        return cls(index, _index_version(gw), started)
+        excluded = redress_exclusions(gw)
+        return cls(index, _index_version(gw), started, held=excluded.held, disputes=excluded.key)
 
     @property
     def verify_weight(self) -> float:
@@ -116,6 +126,7 @@ class Matcher:
             result = self._document(ranked)
         else:
             result = self._fuzzy(row)
+        result = self._unless_held(result)
         micros = (time.perf_counter() - started) * 1e6
         return MatchResult(
             result.band,
@@ -174,6 +185,20 @@ class Matcher:
             {"path": "fuzzy", **decision.explanation, "reason": reason},
         )
 
+    def _unless_held(self, result: MatchResult) -> MatchResult:
+        """A verification through a held record (its link disputed) is left for review."""
+        partner = result.explanation.get("partner_record_id")
+        if result.band != "verified" or partner not in self.held:
+            return result
+        reason = f"the matching record {partner} is {self.held[partner]}"
+        return MatchResult(
+            "review",
+            result.person_id,
+            result.match_weight,
+            result.probability,
+            {**result.explanation, "reason": reason, "held_record": partner},
+        )
+
     def add(self, unique_id: str, event: Event, person_id: str) -> None:
         """A departure record now belongs to ``person_id``: the next event sees it."""
         if unique_id in self.index:
@@ -182,8 +207,13 @@ class Matcher:
         self.added.add(unique_id)
 
     def stale(self, gw: Gateway) -> bool:
-        """Whether a full resolution run replaced the index this matcher was built from."""
-        return _index_version(gw) != self.index_version
+        """Whether a resolution run replaced the index this matcher was built from, or a
+        redress dispute was marked or decided since."""
+        from immigrationos.resolution.service import redress_exclusions
+
+        if _index_version(gw) != self.index_version:
+            return True
+        return bool(redress_exclusions(gw).key != self.disputes)
 
     def refresh(self, gw: Gateway) -> int:
         """Add records linked in the store since the last refresh (incremental links, review
@@ -260,7 +290,7 @@ def _index_version(gw: Gateway) -> str | None:
     """The latest finished resolution run: the person index version."""
     return gw.session.scalar(
         select(ResolutionRun.id)
-        .where(ResolutionRun.status == "done")
+        .where(ResolutionRun.status == "finished")
         .order_by(ResolutionRun.started_at.desc())
         .limit(1)
     )

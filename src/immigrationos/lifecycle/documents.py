@@ -17,7 +17,14 @@ from immigrationos.core.ids import new_id
 from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.facts import CaseFacts
 from immigrationos.lifecycle.models import Document
-from immigrationos.lifecycle.render import DETAINER_BASES, DocumentInput, Value, missing, render
+from immigrationos.lifecycle.render import (
+    DETAINER_BASES,
+    TEMPLATES,
+    DocumentInput,
+    Value,
+    missing,
+    render,
+)
 from immigrationos.lifecycle.table import load_table
 from immigrationos.persons.models import Person
 
@@ -198,4 +205,111 @@ def store(
     facts.documents = [d for d in facts.documents if d[0] != kind] + [
         (kind, document.status, document.id)
     ]
+    return document
+
+
+# -- new versions after a correction ------------------------------------------------------------
+
+#: The person values (golden-record attributes) each document can show.
+PERSON_FIELDS = ("family_name", "given_name", "birth_date", "nationality", "a_number", "fin")
+
+
+def shows(kind: str, attributes: set[str]) -> bool:
+    """Whether a document of ``kind`` prints any of the person ``attributes``."""
+    spec = TEMPLATES.get(kind)
+    return spec is not None and bool(attributes & {*spec.required, *spec.optional})
+
+
+def latest_versions(gw: Gateway, person_id: str) -> list[Document]:
+    """The newest version of each (case, kind) document of the person's cases."""
+    rows = gw.select(
+        select(Document)
+        .where(Document.person_id == person_id, Document.case_id.is_not(None))
+        .order_by(Document.case_id, Document.kind, Document.version.desc()),
+        Document,
+        params={"person": person_id, "documents": "latest versions"},
+    )
+    newest: dict[tuple[str | None, str], Document] = {}
+    for doc in rows:
+        newest.setdefault((doc.case_id, doc.kind), doc)
+    return list(newest.values())
+
+
+def origin(gw: Gateway, document: Document) -> tuple[dict[str, Any], str, str | None]:
+    """The step parameters a version was made from, who issued it and who approved it.
+
+    A requested action keeps its parameters and document ids on the request (and the
+    approval names the approver); a step taken directly keeps them on its case event, written
+    at the same moment as the document.
+    """
+    from immigrationos.accounts.models import User
+    from immigrationos.lifecycle.models import ActionRequest, Approval, CaseEvent
+
+    def username(user_id: str | None) -> str:
+        user = gw.session.get(User, user_id) if user_id else None
+        return user.username if user else "system"
+
+    requests = gw.select(
+        select(ActionRequest).where(ActionRequest.case_id == document.case_id),
+        ActionRequest,
+        params={"case": document.case_id, "documents": "origin"},
+    )
+    for request in requests:
+        if document.id in (request.document_ids or []):
+            approvals = gw.select(
+                select(Approval).where(
+                    Approval.request_id == request.id, Approval.decision == "approved"
+                ),
+                Approval,
+                params={"request": request.id, "documents": "origin"},
+            )
+            approver = username(approvals[0].decided_by) if approvals else None
+            return dict(request.params), username(request.requested_by), approver
+    events = gw.select(
+        select(CaseEvent).where(
+            CaseEvent.case_id == document.case_id, CaseEvent.at == document.created_at
+        ),
+        CaseEvent,
+        params={"case": document.case_id, "documents": "origin"},
+    )
+    if events:
+        return dict(events[0].params), username(events[0].actor_id), None
+    return {}, username(document.created_by), None
+
+
+def regenerate(gw: Gateway, previous: Document, *, at: datetime, pdf: bool = True) -> Document:
+    """A new version of ``previous`` with today's person values (a correction), superseding it.
+
+    The step's own parameters, issuer and approver are those of the version it replaces and
+    the values are filled as of that version's date; only what the person index now says
+    (the golden record) differs. The renderer still refuses a version missing a required
+    field (:class:`~immigrationos.lifecycle.render.DocumentRefused`).
+    """
+    from immigrationos.lifecycle.facts import gather
+
+    assert previous.case_id is not None
+    facts = gather(gw, previous.case_id)
+    params, actor, approver = origin(gw, previous)
+    values = values_for(gw, facts, previous.kind, params, actor, previous.created_at)
+    draft = previous.status == "draft"
+    doc_in = DocumentInput(
+        previous.kind, previous.case_id, facts.person_id, values, draft, at, actor, approver
+    )
+    rendered = render(doc_in, pdf=pdf)
+    document = Document(
+        id=new_id("doc"),
+        case_id=previous.case_id,
+        person_id=facts.person_id,
+        kind=previous.kind,
+        version=previous.version + 1,
+        template_version=rendered.template_version,
+        status=previous.status,
+        content_sha256=rendered.sha256,
+        html=rendered.html,
+        pdf=rendered.pdf,
+        supersedes_id=previous.id,
+        created_by=gw.ctx.actor.user_id,
+        created_at=at,
+    )
+    gw.add(document)
     return document

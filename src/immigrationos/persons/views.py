@@ -28,9 +28,10 @@ from immigrationos.gateway.core import Gateway, Refused
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.facts import office_scope
 from immigrationos.lifecycle.models import CaseEvent, EnforcementCase
-from immigrationos.oversight.models import RedressRequest
+from immigrationos.oversight.models import DisputedFact, RedressRequest
 from immigrationos.persons.models import Identifier, Person, StatusEpisode
 from immigrationos.resolution import names, review
+from immigrationos.resolution.golden import CORRECTION_SOURCE
 from immigrationos.sources.models import SourceRecord
 
 MAX_RESULTS = 100
@@ -69,8 +70,11 @@ def _readable_sources(gw: Gateway) -> list[str]:
 
 
 def _hidden_reason(gw: Gateway, source_id: str | None, attribute: str) -> str | None:
-    """Why the purpose may not see ``attribute`` as ``source_id`` gave it (None: it may)."""
-    if not source_id:
+    """Why the purpose may not see ``attribute`` as ``source_id`` gave it (None: it may).
+
+    A value corrected under redress (source ``redress``) is the agency's own decision, not a
+    source's record: every purpose that may see the person sees it."""
+    if not source_id or source_id == CORRECTION_SOURCE:
         return None
     decision = gw.agreements.decide(source_id, gw.ctx)
     if not decision.allowed:
@@ -346,6 +350,10 @@ def person_page(gw: Gateway, person_id: str) -> dict[str, Any]:
     pid = view["person_id"]
     person = gw.get(Person, pid)
     golden, hidden = visible_golden(gw, view["golden"] or {})
+    redress = _redress(gw, pid)
+    links = _links(gw, view["links"], view["golden"] or {})
+    identifiers = _identifiers(gw, pid)
+    _mark_disputed(redress, links, identifiers)
     return {
         "person_id": pid,
         "requested_id": person_id,
@@ -356,12 +364,12 @@ def person_page(gw: Gateway, person_id: str) -> dict[str, Any]:
         "golden": golden,
         "hidden_fields": hidden,
         "withheld_sources": withheld_sources(gw),
-        "links": _links(gw, view["links"], view["golden"] or {}),
-        "identifiers": _identifiers(gw, pid),
+        "links": links,
+        "identifiers": identifiers,
         "status_episodes": _episodes(gw, pid),
         "cases": _cases(gw, pid),
         "departures": _departures(gw, pid),
-        "redress": _redress(gw, pid),
+        "redress": redress,
         "priority": priority_summary(gw, pid),
     }
 
@@ -426,6 +434,7 @@ def _identifiers(gw: Gateway, person_id: str) -> list[dict[str, Any]]:
     rows = _by_person(gw, Identifier, person_id, (Identifier.kind, Identifier.value), "identifiers")
     return [
         {
+            "id": i.id,
             "kind": i.kind,
             "value": i.value,
             "issuing_country": i.issuing_country,
@@ -511,18 +520,47 @@ def _departures(gw: Gateway, person_id: str) -> list[dict[str, Any]]:
 
 
 def _redress(gw: Gateway, person_id: str) -> list[dict[str, Any]]:
-    """Redress flags: what is disputed and where the request stands (not the claim itself)."""
+    """Redress flags: which facts are disputed (each as "kind table/row: status") and where
+    each request stands, not the claim itself."""
     order = (RedressRequest.filed_at,)
+    requests = _by_person(gw, RedressRequest, person_id, order, "redress")
+    marks = _by_person(gw, DisputedFact, person_id, (DisputedFact.marked_at,), "disputed facts")
     return [
         {
             "id": r.id,
-            "status": r.status,
-            "disputed": r.disputed,
+            "status": r.decision or r.status,
+            "disputed": [_mark(f) for f in marks if f.request_id == r.id],
+            "facts": [
+                {"id": f.id, "kind": f.kind, "table": f.table_name, "row_id": f.row_id,
+                 "record_id": f.record_id, "field": f.field, "status": f.status}
+                for f in marks if f.request_id == r.id
+            ],
             "filed_at": _iso(r.filed_at),
             "decided_at": _iso(r.decided_at),
         }
-        for r in _by_person(gw, RedressRequest, person_id, order, "redress")
-    ]
+        for r in requests
+    ]  # fmt: skip
+
+
+def _mark_disputed(
+    redress: list[dict[str, Any]], links: list[dict[str, Any]], identifiers: list[dict[str, Any]]
+) -> None:
+    """Mark linked records and identifiers disputed under a request (``disputed``: the
+    request and the fact's status), so the page shows them beside the values."""
+    marks: dict[tuple[str, str], str] = {}
+    for request in redress:
+        for f in request["facts"]:
+            marks[(f["kind"], f["row_id"])] = f"{f['status']} under {request['id']}"
+    for link in links:
+        link["disputed"] = marks.get(("record_link", link["record_id"]))
+    for identifier in identifiers:
+        identifier["disputed"] = marks.get(("identifier", identifier["id"]))
+
+
+def _mark(fact: DisputedFact) -> str:
+    """One disputed fact as the person page names it (no values)."""
+    what = f"{fact.kind} {fact.field}" if fact.field else fact.kind
+    return f"{what} ({fact.table_name} {fact.row_id}): {fact.status}"
 
 
 def priority_summary(gw: Gateway, person_id: str) -> dict[str, Any]:

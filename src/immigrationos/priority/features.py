@@ -7,19 +7,28 @@ features turns them into a table with a row per active person: each feature's va
 ``ev_<feature>``, the records behind it (table, id, source, date), which a score keeps as its
 evidence. :func:`plan` returns that SQL so it can be read and tested before it runs.
 
+Facts disputed under a redress request (:mod:`immigrationos.oversight.disputes`) are kept out:
+while a dispute is open, every feature the disputed fact feeds (by the catalogue's sources, or
+the person attribute it is computed from) is unknown for that person, with the request named
+as the reason; a fact struck by an accepted correction is dropped before the plan runs. The
+legal blocks are computed from every fact as it stands: a dispute never lifts a protection.
+
 The blocks computed here mirror, in bulk, the lifecycle guards that
 :mod:`immigrationos.priority.blocks` checks one person at a time; a test holds them equal.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, Select, select
 
 from immigrationos.departures.models import Departure
@@ -172,6 +181,8 @@ class Snapshot:
     """The store's rows the features need, as Arrow tables (one per read)."""
 
     tables: dict[str, pa.Table]
+    unknown: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per person, the features a disputed fact makes unknown, each with the reason."""
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         for name, table in self.tables.items():
@@ -183,8 +194,87 @@ def read(gw: Gateway, person_ids: list[str] | None = None) -> Snapshot:
     queries = _queries()
     if person_ids is not None:
         queries = {name: (_only(name, stmt, person_ids), m) for name, (stmt, m) in queries.items()}
+    excluded = _redress(gw)
     got = gw.bundle(queries, params={"file": "priority_features", "persons": person_ids or "all"})
-    return Snapshot({name: _to_arrow(queries[name][0], rows) for name, rows in got.items()})
+    tables = {name: _to_arrow(queries[name][0], rows) for name, rows in got.items()}
+    for table_name, ids in excluded.struck().items():
+        name = SNAPSHOT_OF.get(table_name)
+        if name in tables and ids:
+            keep = pc.invert(pc.is_in(tables[name].column("id"), pa.array(sorted(ids))))
+            tables[name] = tables[name].filter(keep)
+    return Snapshot(tables, unknown(excluded.open_facts(), person_ids))
+
+
+# -- redress ----------------------------------------------------------------------------------
+
+#: The fact tables a correction can strike, by the name of their read above.
+SNAPSHOT_OF = {
+    "convictions": "convictions",
+    "admissions": "admissions",
+    "encounters": "encounters",
+    "benefit_applications": "benefits",
+    "court_cases": "court_cases",
+    "departures": "departures",
+}
+#: Person attributes a feature is computed from (a disputed one makes these unknown).
+FROM_ATTRIBUTES: dict[str, tuple[str, ...]] = {"birth_date": ("age_years",)}
+
+
+def _redress(gw: Gateway) -> Any:
+    """The disputed and struck facts (imported late: redress re-scores through this package)."""
+    from immigrationos.oversight.disputes import exclusions
+
+    return exclusions(gw)
+
+
+def fed_by(source_id: str | None) -> tuple[str, ...]:
+    """The catalogue features a fact from ``source_id`` feeds."""
+    return tuple(n for n, f in FEATURES.items() if source_id and source_id in f.sources)
+
+
+def unknown(facts: Iterable[Any], person_ids: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """Per person, each feature an open dispute makes unknown and why (pure).
+
+    A disputed fact row or record link feeds the features of its source; a disputed person
+    attribute those computed from it; an identifier feeds none (it serves matching only).
+    """
+    wanted = set(person_ids) if person_ids is not None else None
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for fact in facts:
+        if wanted is not None and fact.person_id not in wanted:
+            continue
+        if fact.kind == "identifier":
+            continue
+        names = (
+            FROM_ATTRIBUTES.get(fact.field or "", ())
+            if fact.kind == "attribute"
+            else fed_by(fact.source_id)
+        )
+        for name in names:
+            out[fact.person_id].setdefault(
+                name, f"disputed under redress request {fact.request_id}"
+            )
+    return dict(out)
+
+
+def withhold(table: pa.Table, unknown: dict[str, dict[str, str]]) -> pa.Table:
+    """``table`` with each person's disputed features (and their evidence) set to unknown."""
+    if not unknown or table.num_rows == 0:
+        return table
+    persons = table.column("person_id")
+    by_feature: dict[str, list[str]] = defaultdict(list)
+    for person, names in unknown.items():
+        for name in names:
+            by_feature[name].append(person)
+    for name, people in by_feature.items():
+        mask = pc.is_in(persons, pa.array(people))
+        for column in (name, f"ev_{name}"):
+            if column in table.column_names:
+                i = table.column_names.index(column)
+                current = table.column(column)
+                blank = pa.nulls(len(table), current.type)
+                table = table.set_column(i, column, pc.if_else(mask, blank, current))
+    return table
 
 
 def _only(name: str, stmt: Select[Any], ids: list[str]) -> Select[Any]:
@@ -560,7 +650,7 @@ def compute(snapshot: Snapshot, as_of: date) -> pa.Table:
         table = con.sql(plan(), params={"asof": as_of}).to_arrow_table()
     finally:
         con.close()
-    return _with_uncollected(table)
+    return withhold(_with_uncollected(table), snapshot.unknown)
 
 
 _ARROW_KIND = {Kind.BOOLEAN: pa.bool_(), Kind.INTEGER: pa.int64(), Kind.NUMBER: pa.float64(),

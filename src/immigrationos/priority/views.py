@@ -82,7 +82,8 @@ def explain(
     policy_id = service.resolve_policy(gw, policy_ref)
     row, policy = service.policy_of(gw, policy_id)
     as_of = as_of or utcnow().date()
-    table = features.compute(features.read(gw, [person_id]), as_of)
+    snapshot = features.read(gw, [person_id])
+    table = features.compute(snapshot, as_of)
     if table.num_rows == 0:
         raise NotFound(f"no active person {person_id!r}")
     values = table.to_pylist()[0]
@@ -102,7 +103,8 @@ def explain(
         "rules": [_rule(policy, r, evidence) for r in fired],
         "mitigating": [_rule(policy, r, evidence) for r in fired
                        if policy.rule(r).kind == "mitigating"],
-        "unavailable": service.unavailable(gw, policy) | _withheld(gw),
+        "unavailable": service.unavailable(gw, policy) | _withheld(gw)
+                       | snapshot.unknown.get(person_id, {}),
         "action": {"possible": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks],
                    "blocks": blocks.blocking(checks)},
         "stored": _stored(gw, person_id, policy_id),

@@ -68,6 +68,9 @@ class Clustering:
 
     cluster_of: dict[str, str]
     blocked_pairs: list[tuple[str, str]] = field(default_factory=list)
+    held: frozenset[str] = frozenset()
+    """Records whose links the model may not make alone (a disputed record link under
+    redress): their pairs above the link weight go to review instead."""
 
     def members(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = defaultdict(list)
@@ -82,9 +85,15 @@ def cluster(
     link_weight: float,
     must_link: Iterable[tuple[str, str]] = (),
     cannot_link: Iterable[tuple[str, str]] = (),
+    held: Iterable[str] = (),
 ) -> Clustering:
-    """Group records: must-links, then edges >= ``link_weight`` by weight, cannot-links kept."""
+    """Group records: must-links, then edges >= ``link_weight`` by weight, cannot-links kept.
+
+    An edge touching a ``held`` record never joins by weight alone (a person's must-link
+    still does): it is left to review.
+    """
     groups = _Groups(record_ids)
+    hold = frozenset(held)
     known = groups.parent
     for a, b in cannot_link:
         if a in known and b in known:
@@ -94,13 +103,17 @@ def cluster(
         if a in known and b in known and not groups.join(a, b):
             blocked.append((a, b))
     strong = sorted(
-        ((w, a, b) for a, b, w in edges if w >= link_weight and a in known and b in known),
+        (
+            (w, a, b)
+            for a, b, w in edges
+            if w >= link_weight and a in known and b in known and a not in hold and b not in hold
+        ),
         key=lambda e: (-e[0], e[1], e[2]),
     )
     for _, a, b in strong:
         if not groups.join(a, b):
             blocked.append((a, b))
-    return Clustering({r: groups.find(r) for r in known}, blocked)
+    return Clustering({r: groups.find(r) for r in known}, blocked, hold)
 
 
 # -- stable ids -------------------------------------------------------------------------------

@@ -127,3 +127,44 @@ def person_columns(golden: Mapping[str, Any]) -> dict[str, Any]:
         "sex": value("sex", 1),
         "nationality": value("nationality", 3),
     }
+
+
+#: Where a corrected value came from: a decided redress request, not a source system.
+CORRECTION_SOURCE = "redress"
+
+
+def corrected(
+    golden: Mapping[str, Any], corrections: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``golden`` with each accepted correction in place of the surviving value.
+
+    A correction (``attribute``, ``value``, ``request_id``, ``decided_on``, ``fact_id``)
+    carries the redress request as its provenance (source ``redress``); the value it replaces
+    stays visible under ``conflicts``, as every outvoted value does. The last correction of
+    an attribute wins.
+    """
+    out = dict(golden)
+    for c in corrections:
+        attribute = str(c["attribute"])
+        previous = out.get(attribute)
+        conflicts: list[dict[str, Any]] = []
+        if isinstance(previous, dict):
+            conflicts = [
+                {k: v for k, v in previous.items() if k not in ("conflicts", "correction")},
+                *previous.get("conflicts", []),
+            ]
+        out[attribute] = {
+            "value": c["value"],
+            "record_id": c["request_id"],
+            "source_id": CORRECTION_SOURCE,
+            "record_key": c["request_id"],
+            "observed_on": c.get("decided_on"),
+            "support": 0,
+            "conflicts": conflicts,
+            "correction": {
+                "request_id": c["request_id"],
+                "fact_id": c.get("fact_id"),
+                "replaces": previous.get("value") if isinstance(previous, dict) else None,
+            },
+        }
+    return out

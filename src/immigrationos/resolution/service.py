@@ -12,7 +12,7 @@ import importlib.resources
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -30,12 +30,13 @@ from immigrationos.lifecycle.models import Document, EnforcementCase
 from immigrationos.persons.models import Person, RecordLink
 from immigrationos.resolution import linking, records
 from immigrationos.resolution.cluster import Clustering, IdPlan, cluster, plan_ids
-from immigrationos.resolution.golden import golden_record, person_columns
-from immigrationos.resolution.model import ModelDoc, Parameters, probability
+from immigrationos.resolution.golden import corrected, golden_record, person_columns
+from immigrationos.resolution.model import ModelDoc, Parameters, probability, term_frequencies
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel, ResolutionRun
 from immigrationos.store.base import Base
 
 Progress = Callable[[str], None]
+Corrections = Callable[[list[str]], list[dict[str, Any]]]
 SHIPPED_MODEL = "person_model.json"
 
 
@@ -64,8 +65,10 @@ def resolve_table(
     must_link: list[tuple[str, str]] | None = None,
     cannot_link: list[tuple[str, str]] | None = None,
     progress: Progress | None = None,
+    held: Iterable[str] = (),
 ) -> Resolved:
-    """Features, blocked prediction and constrained clustering of ``raw`` records."""
+    """Features, blocked prediction and constrained clustering of ``raw`` records (``held``
+    records are linked by a person's decision only, see :func:`cluster`)."""
     say = progress or (lambda _stage: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -89,6 +92,7 @@ def resolve_table(
         doc.link_weight,
         must_link or [],
         cannot_link or [],
+        held,
     )
     timings["cluster"] = time.perf_counter() - started - sum(timings.values())
     return Resolved(feats, pairs, clustering, timings, doc)
@@ -147,6 +151,17 @@ def decided_pairs(gateway: Gateway) -> tuple[list[tuple[str, str]], list[tuple[s
     must = [(a, b) for a, b, d in rows if d == "match"]
     cannot = [(a, b) for a, b, d in rows if d == "non-match"]
     return must, cannot
+
+
+def redress_exclusions(gateway: Gateway) -> Any:
+    """What redress takes out of matching (:func:`immigrationos.oversight.disputes.exclusions`):
+    values disputed or struck (``for_matching``), the records whose links are disputed
+    (``held``: linked only by a person's decision), and accepted corrections (``for_golden``,
+    ``corrections``). Read under the caller's purpose; imported late, since redress reads the
+    resolution service too."""
+    from immigrationos.oversight.disputes import exclusions
+
+    return exclusions(gateway)
 
 
 def train_model(gateway: Gateway, raw: pa.Table | None = None) -> ModelDoc:
@@ -226,8 +241,10 @@ def run(
     )
     gateway.session.flush()
     must, cannot = decided_pairs(gateway)
+    excluded = redress_exclusions(gateway)
     backend = linking.backend_for(backend_name, spark_master)
-    resolved = resolve_table(extracted.table, doc, backend, must, cannot, say)
+    matching = excluded.for_matching(extracted.table)
+    resolved = resolve_table(matching, doc, backend, must, cannot, say, excluded.held)
     seconds = {"read": 0.0, **resolved.seconds}
     seconds["read"] = time.perf_counter() - started - sum(resolved.seconds.values())
     say("writing the person index")
@@ -236,7 +253,10 @@ def run(
     existing = _ids(gateway, select(Person.id), Person)
     plan = plan_ids(resolved.clustering.members(), previous, existing)
     applied = resolved.doc or doc
-    writer = _Writer(gateway, run_id, applied, extracted.table, resolved, plan, previous)
+    golden_raw = excluded.for_golden(extracted.table)
+    writer = _Writer(
+        gateway, run_id, applied, golden_raw, resolved, plan, previous, excluded.corrections
+    )
     writer.write()
     seconds["write"] = time.perf_counter() - write_started
     report = RunReport(
@@ -307,6 +327,7 @@ class _Writer:
         resolved: Resolved,
         plan: IdPlan,
         previous: dict[str, str],
+        corrections: Corrections | None = None,
     ) -> None:
         self.gw, self.run_id, self.doc, self.plan, self.previous = (
             gateway,
@@ -321,13 +342,16 @@ class _Writer:
         self.reviews_queued = 0
         self.cases_held = 0
         self.now = utcnow()
+        self.corrections = corrections
+        self.refresh: set[str] = set()
+        """Persons whose golden record is rewritten even if no record moved (a correction)."""
 
     def write(self) -> None:
         changed = self._persons()
         self._links()
         self._events()
         self._reviews()
-        self._golden(changed)
+        self._golden(changed | self.refresh)
         self._fact_owners()
 
     # persons ------------------------------------------------------------------------------
@@ -514,9 +538,11 @@ class _Writer:
         lefts = pairs.column("unique_id_l").to_pylist()
         rights = pairs.column("unique_id_r").to_pylist()
         weights = pairs.column("match_weight").to_pylist()
+        held = self.resolved.clustering.held
         candidates = {}
         for i, (a, b, w) in enumerate(zip(lefts, rights, weights, strict=True)):
-            if w >= self.doc.link_weight or person_of.get(a) == person_of.get(b):
+            decided = w >= self.doc.link_weight and a not in held and b not in held
+            if decided or person_of.get(a) == person_of.get(b):
                 continue
             key = content_id("rev", *sorted((a, b)))
             candidates[key] = (a, b, w, i)
@@ -557,6 +583,9 @@ class _Writer:
         rows = []
         for pid, members in by_person.items():
             golden = golden_record(members)
+            if self.corrections is not None:
+                fixes = self.corrections([str(m["unique_id"]) for m in members])
+                golden = corrected(golden, fixes) if fixes else golden
             cols = person_columns(golden)
             cols["birth_date"] = _date(cols["birth_date"])
             rows.append(
@@ -688,7 +717,7 @@ def current_index(gateway: Gateway) -> tuple[pa.Table, dict[str, str], ModelDoc]
     """What incremental linking needs: features of resolved records, their persons, the model."""
     extracted = records.extract(gateway)
     person_of = _current_links(gateway)
-    raw = extracted.table
+    raw = redress_exclusions(gateway).for_matching(extracted.table)
     if raw.num_rows:
         mask = pa.array([u in person_of for u in raw.column("unique_id").to_pylist()])
         raw = raw.filter(mask)
@@ -729,7 +758,7 @@ def link_record(gateway: Gateway, raw: dict[str, Any], index: Any = None) -> dic
         raw = records.raw_of(gateway, gateway.get(SourceRecord, str(record_id)))
     else:
         raw = {"unique_id": "query", **raw}
-    decision = index.link(raw)
+    decision = unless_held(index.link(raw), redress_exclusions(gateway).held)
     out = decision.to_json()
     out["persisted"] = False
     if record_id:
@@ -802,3 +831,113 @@ def _persist_link(gateway: Gateway, index: Any, raw: dict[str, Any], decision: A
         cols["birth_date"] = _date(cols["birth_date"])
         gateway.update_rows(Person, [{"id": person, **cols, "golden": golden, "updated_at": now}])
     return person
+
+
+def unless_held(decision: Any, held: dict[str, str]) -> Any:
+    """An incremental link to a held record (a record link disputed under redress) is not
+    made by the model alone: it becomes a review, saying why."""
+    partner = decision.explanation.get("partner_record_id")
+    if decision.band == "linked" and partner in held:
+        decision.band = "review"
+        decision.explanation = {**decision.explanation, "reason": held[partner]}
+    return decision
+
+
+# -- re-resolving some persons (a redress decision) -----------------------------------------------
+
+
+def reresolve(gateway: Gateway, person_ids: Iterable[str], *, reason: str) -> RunReport:
+    """Re-cluster the records of ``person_ids`` alone and write the result as an index version.
+
+    What a redress decision needs: its cannot-links and corrections take effect at once,
+    without a full run and without touching anyone else. Every pair of the persons' records
+    is scored in Python with the stored model (:class:`Parameters`, which agrees with Splink)
+    at the weights a full run gives: the prior scaled to the whole index and the whole index's
+    term frequencies. Clustering then takes the review decisions and the held records as a
+    full run does, ids stay stable (:func:`plan_ids`), and the run's writer records links,
+    events (a split holds the person's cases for identity review), golden records with the
+    accepted corrections, and the facts' owners. A record split off becomes a person of its
+    own until the next full run places it. The run is stored with backend ``subset`` and
+    ``reason`` in its statistics.
+    """
+    started = time.perf_counter()
+    wanted = set(person_ids)
+    extracted = records.extract(gateway)
+    current = _current_links(gateway)
+    excluded = redress_exclusions(gateway)
+    everyone = records.features(excluded.for_matching(extracted.table))
+    doc = active_model(gateway).for_records(everyone.num_rows)
+    ids = extracted.table.column("unique_id").to_pylist()
+    mask = pa.array([current.get(u) in wanted for u in ids], pa.bool_())
+    raw, feats = extracted.table.filter(mask), everyone.filter(mask)
+    pairs = _all_pairs(feats, doc, term_frequencies(everyone))
+    must, cannot = decided_pairs(gateway)
+    edges = zip(
+        pairs.column("unique_id_l").to_pylist(),
+        pairs.column("unique_id_r").to_pylist(),
+        pairs.column("match_weight").to_pylist(),
+        strict=True,
+    )
+    members = feats.column("unique_id").to_pylist()
+    clustering = cluster(members, edges, doc.link_weight, must, cannot, excluded.held)
+    previous = {r: current[r] for r in members}
+    plan = plan_ids(clustering.members(), previous, _ids(gateway, select(Person.id), Person))
+    run_id = new_id("idx")
+    gateway.session.add(
+        ResolutionRun(
+            id=run_id,
+            model_id=doc.version,
+            backend="subset",
+            started_by=gateway.ctx.actor.user_id,
+        )
+    )
+    gateway.session.flush()
+    resolved = Resolved(feats, pairs, clustering, {}, doc)
+    golden_raw = excluded.for_golden(raw)
+    writer = _Writer(
+        gateway, run_id, doc, golden_raw, resolved, plan, previous, excluded.corrections
+    )
+    writer.refresh = set(plan.person_of.values())
+    writer.write()
+    report = RunReport(
+        run_id=run_id,
+        model_id=doc.version,
+        backend="subset",
+        records=raw.num_rows,
+        persons=len(set(plan.person_of.values())),
+        pairs=pairs.num_rows,
+        plan=plan,
+        reviews_queued=writer.reviews_queued,
+        cases_held=writer.cases_held,
+        withheld=extracted.withheld,
+        seconds={"total": round(time.perf_counter() - started, 2)},
+        prior=float(doc.splink["probability_two_random_records_match"]),
+    )
+    _finish(gateway, report)
+    row = gateway.session.get(ResolutionRun, run_id)
+    assert row is not None
+    row.stats = {**row.stats, "reason": reason, "persons re-resolved": sorted(wanted)}
+    return report
+
+
+def _all_pairs(feats: pa.Table, doc: ModelDoc, tf: dict[str, dict[str, float]]) -> pa.Table:
+    """Every pair of ``feats`` scored in Python, in the shape Splink's predictions have
+    (``unique_id_l``, ``unique_id_r``, ``match_weight``, ``mw_<comparison>``, …)."""
+    params = Parameters(doc)
+    rows = feats.to_pylist()
+    out: dict[str, list[Any]] = defaultdict(list)
+    for i, left in enumerate(rows):
+        for right in rows[i + 1 :]:
+            score = params.score(left, right, tf)
+            out["unique_id_l"].append(left["unique_id"])
+            out["unique_id_r"].append(right["unique_id"])
+            out["match_weight"].append(score.match_weight)
+            out["match_probability"].append(score.probability)
+            for c in score.contributions:
+                out[f"mw_{c.comparison}"].append(c.weight)
+                out[f"mw_tf_adj_{c.comparison}"].append(c.tf_adjustment)
+    if not out:
+        names = ("unique_id_l", "unique_id_r", "match_weight", "match_probability")
+        types = (pa.string(), pa.string(), pa.float64(), pa.float64())
+        return pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
+    return pa.table(dict(out))

@@ -32,7 +32,12 @@ from immigrationos.lifecycle.models import (
     RemovalFlight,
     TravelDocument,
 )
-from immigrationos.oversight.models import RedressRequest
+from immigrationos.oversight.models import (
+    AccessAlert,
+    DisputedFact,
+    RedressLetter,
+    RedressRequest,
+)
 from immigrationos.persons.models import (
     CitizenshipChange,
     Identifier,
@@ -64,6 +69,7 @@ from immigrationos.sources.models import (
 from immigrationos.store.base import Base
 
 __all__ = [
+    "AccessAlert",
     "ActionRequest",
     "Address",
     "Admission",
@@ -86,6 +92,7 @@ __all__ = [
     "DeadLetter",
     "Departure",
     "DisclosureRequest",
+    "DisputedFact",
     "Document",
     "Encounter",
     "EnforcementCase",
@@ -106,6 +113,7 @@ __all__ = [
     "Proceeding",
     "QuarantinedRow",
     "RecordLink",
+    "RedressLetter",
     "RedressRequest",
     "RemovalFlight",
     "ResolutionModel",

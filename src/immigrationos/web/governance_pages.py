@@ -12,13 +12,11 @@ the pattern of :mod:`immigrationos.priority.report`; each has a table with the s
 
 from __future__ import annotations
 
-from html import escape
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from markupsafe import Markup
 from pydantic import ValidationError
 
 from immigrationos.accounts import admin
@@ -27,16 +25,18 @@ from immigrationos.api import admin_routes, routes, sources_routes
 from immigrationos.api.admin_routes import (
     Administrator,
     AuditFilters,
-    OversightReader,
     SessionDep,
     UserForm,
 )
 from immigrationos.api.deps import get_runtime
+from immigrationos.api.oversight_routes import OversightReader
 from immigrationos.api.routes import Auditor
 from immigrationos.api.sources_routes import Integrator
 from immigrationos.audit.events import all_event_classes
 from immigrationos.core.errors import ImmosError, NotFound, ValidationFailed
 from immigrationos.gateway.purposes import Purpose
+from immigrationos.oversight import render
+from immigrationos.oversight.service import oversight_report
 from immigrationos.runtime import Runtime
 from immigrationos.web.render import page
 
@@ -190,62 +190,19 @@ def checkpoint_download(ctx: Auditor, session: SessionDep, runtime: RuntimeDep) 
 # --- oversight ----------------------------------------------------------------------------
 
 
-def bar_svg(rows: list[tuple[str, int]], svg_id: str, title: str, desc: str) -> Markup:
-    """Horizontal bars, one per labelled count, the count written after each bar."""
-    label_w, value_w, width, bar_h, top = 200, 60, 560, 24, 8
-    height = top + bar_h * len(rows) + 8
-    peak = max((n for _, n in rows), default=0) or 1
-    parts = [
-        f'<svg id="{svg_id}" role="img" aria-labelledby="{svg_id}-t {svg_id}-d" '
-        f'viewBox="0 0 {width} {height}" width="100%" font-family="system-ui, sans-serif" '
-        f'font-size="14" fill="#1a1a1a"><title id="{svg_id}-t">{escape(title)}</title>'
-        f'<desc id="{svg_id}-d">{escape(desc)}</desc>'
-    ]
-    for i, (label, n) in enumerate(rows):
-        y = top + i * bar_h
-        w = (width - label_w - value_w) * n / peak
-        short = label if len(label) <= 28 else label[:27] + "…"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(short)}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" '
-            f'fill="#1f5fa8"><title>{escape(label)}: {n}</title></rect>'
-            f'<text x="{label_w + w + 4:.1f}" y="{y + 15}">{n:,}</text>'
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def _charts(summary: admin_routes.OversightSummary) -> dict[str, Markup]:
-    by_purpose: dict[str, int] = {}
-    for row in summary.access_by_purpose_role:
-        by_purpose[row.purpose] = by_purpose.get(row.purpose, 0) + row.reads + row.searches
-    by_role: dict[str, int] = {}
-    for row in summary.access_by_purpose_role:
-        by_role[row.role] = by_role.get(row.role, 0) + row.reads + row.searches
-    same = "The table below gives the same numbers."
-    return {
-        "purpose": bar_svg(
-            sorted(by_purpose.items(), key=lambda kv: -kv[1]),
-            "chart-purpose",
-            "Reads and searches of personal data by purpose",
-            f"Audited reads plus searches under each purpose. {same}",
-        ),
-        "role": bar_svg(
-            sorted(by_role.items(), key=lambda kv: -kv[1]),
-            "chart-role",
-            "Reads and searches of personal data by role",
-            f"Audited reads plus searches by each role. {same}",
-        ),
-    }
-
-
 @router.get("/oversight", response_class=HTMLResponse)
 def oversight_page(request: Request, ctx: OversightReader, session: SessionDep) -> HTMLResponse:
-    """The oversight dashboard: what the audit log tells already; the rest awaits the report."""
-    summary = admin_routes.oversight_summary(session)
-    charts = _charts(summary) if summary.access_by_purpose_role else {}
+    """The oversight dashboard: the oversight report's sections, computed now (audited)."""
+    report = oversight_report(session, ctx, "page")
     return page(
-        request, "oversight.html.j2", ctx, title="Oversight", summary=summary, charts=charts
+        request,
+        "oversight.html.j2",
+        ctx,
+        title="Oversight",
+        report=report,
+        charts=render.charts(report),
+        links=True,
+        year=report.generated_at.year,
     )
 
 

@@ -24,7 +24,9 @@ from immigrationos.gateway.purposes import PURPOSE_DESCRIPTIONS, Purpose
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
-templates = Jinja2Templates(directory=str(TEMPLATES))
+#: Shared with the standalone reports: the oversight report's sections render on a page too.
+REPORT_TEMPLATES = Path(__file__).parents[1] / "oversight" / "templates"
+templates = Jinja2Templates(directory=[str(TEMPLATES), str(REPORT_TEMPLATES)])
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,16 @@ NAV: dict[Role, tuple[NavItem, ...]] = {
         NavItem("Overstays", "/departures/overstays"),
         NavItem("Search", "/search"),
     ),
-    Role.PRIVACY_OFFICER: (NavItem("Sources", "/sources"), NavItem("Search", "/search")),
-    Role.AUDITOR: (NavItem("Audit", "/audit"), NavItem("Oversight", "/oversight")),
+    Role.PRIVACY_OFFICER: (
+        NavItem("Sources", "/sources"),
+        NavItem("Redress", "/redress"),
+        NavItem("Search", "/search"),
+    ),
+    Role.AUDITOR: (
+        NavItem("Audit", "/audit"),
+        NavItem("Oversight", "/oversight"),
+        NavItem("Alerts", "/oversight/alerts"),
+    ),
     Role.ADMINISTRATOR: (NavItem("Accounts", "/admin/accounts"),),
     Role.SYSTEM: (),
 }
