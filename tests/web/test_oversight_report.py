@@ -86,7 +86,6 @@ def test_citizenship_departures_and_refusals_agree_with_the_records(
             select(func.count())
             .select_from(AuditEntry)
             .where(AuditEntry.outcome == "refused", AuditEntry.action != "case.step_blocked")
-            .where(AuditEntry.seq <= select(func.max(AuditEntry.seq)).scalar_subquery())
         )
     assert report.refused <= (refused or 0)  # entries since the report can only add
     assert report.matches.automatic_links > 0
@@ -134,7 +133,7 @@ def test_roles_without_oversight_purpose_cannot_ask(web_runtime: Runtime) -> Non
 
 
 def test_cross_tab_totals_add_up() -> None:
-    table = cross_tab("t", [("a", "x"), ("a", "y"), ("b", "x")], ("y", "x"))
+    table = cross_tab("t", Counter([("a", "x"), ("a", "y"), ("b", "x")]), ("y", "x"))
     assert table.columns == ["y", "x"]
     assert table.row_totals == {"a": 2, "b": 1} and table.column_totals == {"y": 1, "x": 2}
     assert table.total == 3 and table.cells["b"] == {"x": 1}

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
+
+from immigrationos.core.templating import environment
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE = "dossier.html"
@@ -34,17 +35,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-@cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["show"] = _show
-    return env
+    return environment(TEMPLATE_DIR, (("show", _show),))
 
 
 def render_html(data: dict[str, Any]) -> str:

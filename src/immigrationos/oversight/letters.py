@@ -18,7 +18,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from immigrationos.audit.events import RedressLetterIssued
 from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import NotFound, ValidationFailed
 from immigrationos.core.ids import new_id
+from immigrationos.core.templating import environment
 from immigrationos.gateway.core import Gateway
 from immigrationos.oversight.models import DisputedFact, RedressLetter, RedressRequest
 
@@ -76,15 +76,8 @@ def template_version() -> str:
     return f"redress_letter@{digest.hexdigest()[:12]}"
 
 
-@lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return environment(TEMPLATE_DIR)
 
 
 def outcomes(request: RedressRequest, facts: list[DisputedFact]) -> list[dict[str, Any]]:

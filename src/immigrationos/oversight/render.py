@@ -10,37 +10,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from immigrationos import __version__
+from immigrationos.core import svg as draw
+from immigrationos.core.templating import environment
 from immigrationos.oversight.report import Count, OversightReport
 
 TEMPLATES = Path(__file__).parent / "templates"
 SAME = "The table beside it gives the same numbers."
+BAR = "#1f5fa8"
 
 
 def bar_svg(rows: Sequence[tuple[str, int]], svg_id: str, title: str, desc: str) -> Markup:
     """Horizontal bars, one per labelled count, the count written after each bar."""
     label_w, value_w, width, bar_h, top = 200, 60, 560, 24, 8
-    height = top + bar_h * len(rows) + 8
     peak = max((n for _, n in rows), default=0) or 1
-    parts = [
-        f'<svg id="{svg_id}" role="img" aria-labelledby="{svg_id}-t {svg_id}-d" '
-        f'viewBox="0 0 {width} {height}" width="100%" font-family="system-ui, sans-serif" '
-        f'font-size="14" fill="#1a1a1a"><title id="{svg_id}-t">{escape(title)}</title>'
-        f'<desc id="{svg_id}-d">{escape(desc)}</desc>'
-    ]
+    parts = [draw.svg_open(svg_id, width, top + bar_h * len(rows) + 8, title, desc)]
     for i, (label, n) in enumerate(rows):
         y = top + i * bar_h
         w = (width - label_w - value_w) * n / peak
-        short = label if len(label) <= 28 else label[:27] + "…"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(short)}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" '
-            f'fill="#1f5fa8"><title>{escape(label)}: {n}</title></rect>'
-            f'<text x="{label_w + w + 4:.1f}" y="{y + 15}">{n:,}</text>'
-        )
+        parts.append(draw.text(label_w - 8, y + 15, draw.short(label, 28), text_anchor="end"))
+        parts.append(draw.rect(label_w, y + 3, round(w, 1), bar_h - 6, BAR, f"{label}: {n}"))
+        parts.append(draw.text(label_w + round(w, 1) + 4, y + 15, f"{n:,}"))
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -81,16 +73,8 @@ def _label(value: object) -> str:
     return str(value or "").replace("_", " ")
 
 
-def environment() -> jinja2.Environment:
-    """The template environment of the standalone reports (autoescaped)."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    env.filters["label"] = _label
-    return env
-
-
 def render_html(report: OversightReport) -> str:
     """The report as one self-contained HTML file (inline SVG, inline CSS)."""
-    template = environment().get_template("oversight_report.html.j2")
+    env = environment(TEMPLATES, (("label", _label),))
+    template = env.get_template("oversight_report.html.j2")
     return template.render(report=report, charts=charts(report), links=False, version=__version__)

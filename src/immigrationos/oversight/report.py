@@ -179,12 +179,13 @@ def counts(counter: Mapping[str, int]) -> list[Count]:
 
 
 def cross_tab(
-    title: str, pairs: Iterable[tuple[str, str]], column_order: Iterable[str] = ()
+    title: str, counted: Mapping[tuple[str, str], int], column_order: Iterable[str] = ()
 ) -> CrossTab:
-    """Count ``(row, column)`` pairs into a table with totals (rows and columns sorted)."""
+    """Counts by ``(row, column)`` as a table with totals (rows and columns sorted, the
+    columns in ``column_order`` first)."""
     cells: dict[str, Counter[str]] = defaultdict(Counter)
-    for row, column in pairs:
-        cells[row][column] += 1
+    for (row, column), n in counted.items():
+        cells[row][column] += n
     columns = list(dict.fromkeys([*column_order, *sorted({c for r in cells.values() for c in r})]))
     columns = [c for c in columns if any(c in r for r in cells.values())]
     rows = sorted(cells)
@@ -336,14 +337,14 @@ def enforcement_section(gw: Gateway) -> EnforcementSection:
     tiers: Counter[str] = Counter()
     nationalities: Counter[str] = Counter()
     offices: Counter[str] = Counter()
-    months: list[tuple[str, str]] = []
+    months: Counter[tuple[str, str]] = Counter()
     for at, action, to_state, office, nationality, tier_id in rows:
         name = action or str(to_state)
         actions[name] += 1
         tiers[tier_id or "not scored"] += 1
         nationalities[nationality or "unknown"] += 1
         offices[office or "unassigned"] += 1
-        months.append((_month(at), name))
+        months[(_month(at), name)] += 1
     return EnforcementSection(
         policy=policy_id,
         total=len(rows),
@@ -444,39 +445,45 @@ def departure_section(gw: Gateway) -> DepartureSection:
     stmt = select(Departure.channel, Departure.match_band, func.count()).group_by(
         Departure.channel, Departure.match_band
     )
-    pairs: list[tuple[str, str]] = []
-    for channel, band, n in gw.rows(stmt, Departure, params=params):
-        pairs.extend([(channel, band)] * n)
+    bands = Counter({(c, b): n for c, b, n in gw.rows(stmt, Departure, params=params)})
     table = cross_tab(
-        "Departure events by channel and match band", pairs, ("verified", "review", "unmatched")
+        "Departure events by channel and match band", bands, ("verified", "review", "unmatched")
     )
-    assessments = select(
-        OverstayAssessment.admission_id,
-        OverstayAssessment.assessed_at,
-        OverstayAssessment.outcome,
-        OverstayAssessment.superseded_at,
+    now = (
+        select(OverstayAssessment.outcome, func.count())
+        .where(OverstayAssessment.superseded_at.is_(None))
+        .group_by(OverstayAssessment.outcome)
     )
-    current: Counter[str] = Counter()
+    current = Counter({o: n for o, n in gw.rows(now, OverstayAssessment, params=params)})
+    transitions, revised = _revisions(gw, params)
+    return DepartureSection(
+        by_channel_band=table,
+        verified=table.column_totals.get("verified", 0),
+        overstays_current=counts(current),
+        overstay_revisions=sum(transitions.values()),
+        revised_admissions=revised,
+        revision_transitions=counts(transitions),
+    )
+
+
+def _revisions(gw: Gateway, params: dict[str, str]) -> tuple[Counter[str], int]:
+    """Revisions from outcome to outcome, and how many admissions were revised. Only the
+    admissions with a superseded assessment are read (most are assessed once)."""
+    revised = select(OverstayAssessment.admission_id).where(
+        OverstayAssessment.superseded_at.is_not(None)
+    )
+    stmt = select(
+        OverstayAssessment.admission_id, OverstayAssessment.assessed_at, OverstayAssessment.outcome
+    ).where(OverstayAssessment.admission_id.in_(revised))
     history: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for admission, at, outcome, superseded in gw.rows(
-        assessments, OverstayAssessment, params=params
-    ):
+    for admission, at, outcome in gw.rows(stmt, OverstayAssessment, params=params):
         history[admission].append((at, outcome))
-        if superseded is None:
-            current[outcome] += 1
     transitions: Counter[str] = Counter()
     for entries in history.values():
         entries.sort()
         for (_, before), (_, after) in pairwise(entries):
             transitions[f"{before} → {after}"] += 1
-    return DepartureSection(
-        by_channel_band=table,
-        verified=table.column_totals.get("verified", 0),
-        overstays_current=counts(current),
-        overstay_revisions=sum(len(e) - 1 for e in history.values()),
-        revised_admissions=sum(1 for e in history.values() if len(e) > 1),
-        revision_transitions=counts(transitions),
-    )
+    return transitions, len(history)
 
 
 # --- the report ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The transparency report's outputs: CSV (long form), JSON, one self-contained HTML page with
-SVG bar charts drawn here (the what-if report's chart helpers, :mod:`immigrationos.priority.
-report`), and PDF printed from that page by WeasyPrint.
+SVG bar charts drawn here (with the SVG primitives of :mod:`immigrationos.core.svg`), and PDF
+printed from that page by WeasyPrint.
 
 Every function takes a :class:`~immigrationos.oversight.transparency.TransparencyReport`,
 which holds published values only: a withheld entry is None, shown as the marker, left empty
@@ -18,7 +18,9 @@ from typing import Any
 
 from markupsafe import Markup
 
+from immigrationos.core import svg as draw
 from immigrationos.core.errors import ValidationFailed
+from immigrationos.core.templating import environment
 from immigrationos.oversight.transparency import (
     MARKER,
     TOTAL,
@@ -86,22 +88,22 @@ def bar_chart(t: PublishedTable, index: int) -> Markup | None:
         f"{t.title}: the total of each row as a bar. Rows marked {MARKER} are withheld and "
         "drawn without a bar. The table gives the same numbers."
     )
-    parts = [charts._svg_open(svg_id, BAR_W, height, t.title, desc)]
+    parts = [draw.svg_open(svg_id, BAR_W, height, t.title, desc)]
     for i, (label, value) in enumerate(zip(t.rows, totals, strict=True)):
         y = 6 + ROW_H * i
-        parts.append(charts._text(LABEL_W - 8, y + 14, charts._short(label, 32), text_anchor="end"))
+        parts.append(draw.text(LABEL_W - 8, y + 14, draw.short(label, 32), text_anchor="end"))
         width = 0.0 if not value else (BAR_W - LABEL_W - VALUE_W) * value / peak
         if value:
             tip = f"{label}: {charts.num(value)}"
-            parts.append(charts._rect(LABEL_W, y + 3, max(width, 1.0), ROW_H - 6, COLOUR, tip))
-        parts.append(charts._text(LABEL_W + width + 4, y + 15, shown(value), font_size="12"))
+            parts.append(draw.rect(LABEL_W, y + 3, max(width, 1.0), ROW_H - 6, COLOUR, tip))
+        parts.append(draw.text(LABEL_W + width + 4, y + 15, shown(value), font_size="12"))
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
 def to_html(report: TransparencyReport) -> str:
     """One self-contained page: inline CSS, SVG charts drawn here, no script."""
-    template = charts._environment(TEMPLATE_DIR).get_template(TEMPLATE)
+    template = environment(TEMPLATE_DIR).get_template(TEMPLATE)
     return template.render(
         report=report,
         tables=[(t, bar_chart(t, i)) for i, t in enumerate(report.tables)],

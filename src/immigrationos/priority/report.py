@@ -3,8 +3,8 @@
 :func:`render_comparison_html` turns the comparison dict (see its docstring) into a single HTML
 file that needs no network: the CSS is inline and the charts are SVG drawn here, in Python, as a
 handful of rects and texts. Every chart has an accessible table of the same numbers beside it.
-Autoescaping is on for the template, and every text placed in an SVG is escaped here, so a
-policy title or a group name can never become markup.
+Autoescaping is on for the template, and every text placed in an SVG is escaped
+(``core/svg.py``), so a policy title or a group name can never become markup.
 
 A priority is never an action; the page says so in its header.
 """
@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
+
+from immigrationos.core import svg as draw
+from immigrationos.core.templating import environment
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE = "compare.html.j2"
@@ -36,9 +37,7 @@ COLOUR_B = "#a34400"  # 6.1:1 on white
 HEAT_LOW = (238, 243, 250)
 HEAT_HIGH = (8, 48, 107)
 HEAT_ZERO = "#f4f4f4"
-INK = "#1a1a1a"
 MUTED_INK = "#444444"
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif"
 
 RGB = tuple[int, int, int]
 
@@ -162,21 +161,8 @@ def render_comparison_html(comparison: dict[str, Any]) -> str:
     changed, with ``score_a``/``score_b`` and ``rules_a``/``rules_b``), ``changed_total`` and
     ``generated_at``. Missing keys count as empty, so a bare ``{}`` still renders.
     """
-    template = _environment(TEMPLATE_DIR).get_template(TEMPLATE)
+    template = environment(TEMPLATE_DIR).get_template(TEMPLATE)
     return template.render(**comparison_view(comparison))
-
-
-@lru_cache(maxsize=2)
-def _environment(directory: Path) -> jinja2.Environment:
-    """Strict, autoescaping environment (``.html.j2`` would escape nothing under the default
-    ``select_autoescape()``, which looks only at the last extension)."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
@@ -347,34 +333,6 @@ def num(value: Any) -> str:
 # --- SVG --------------------------------------------------------------------------------------
 
 
-def _svg_open(svg_id: str, width: float, height: float, title: str, desc: str) -> str:
-    """Opening tag plus title and description, named for assistive technology."""
-    return (
-        f'<svg id="{svg_id}" role="img" aria-labelledby="{svg_id}-title {svg_id}-desc" '
-        f'viewBox="0 0 {width:g} {height:g}" width="100%" preserveAspectRatio="xMinYMin meet" '
-        f'font-family="{FONT}" font-size="13" fill="{INK}">'
-        f'<title id="{svg_id}-title">{escape(title)}</title>'
-        f'<desc id="{svg_id}-desc">{escape(desc)}</desc>'
-    )
-
-
-def _text(x: float, y: float, content: str, **attrs: str) -> str:
-    """An escaped SVG text element; keyword names use ``_`` for ``-``."""
-    extra = "".join(f' {k.replace("_", "-")}="{escape(v)}"' for k, v in attrs.items())
-    return f'<text x="{x:g}" y="{y:g}"{extra}>{escape(content)}</text>'
-
-
-def _rect(x: float, y: float, w: float, h: float, fill: str, tip: str = "") -> str:
-    """An SVG rect, with an escaped tooltip when ``tip`` is given."""
-    inner = f"<title>{escape(tip)}</title>" if tip else ""
-    return f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" fill="{fill}">{inner}</rect>'
-
-
-def _short(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis (the tables carry it whole)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _luminance(rgb: RGB) -> float:
     """WCAG relative luminance."""
     lin = [(c / 255) / 12.92 if c <= 10 else (((c / 255) + 0.055) / 1.055) ** 2.4 for c in rgb]
@@ -408,7 +366,7 @@ HEAT_LABEL_W, HEAT_CELL_W, HEAT_CELL_H, HEAT_LABEL_CHARS = 160.0, 84.0, 36.0, 22
 
 def heatmap_svg(matrix: Matrix, policy_a: str = "A", policy_b: str = "B") -> Markup:
     """The transition matrix as a heat map: rows A's tiers, columns B's, counts in the cells."""
-    longest = max((len(_short(t.id, HEAT_LABEL_CHARS)) for t in matrix.columns), default=0)
+    longest = max((len(draw.short(t.id, HEAT_LABEL_CHARS)) for t in matrix.columns), default=0)
     top = 34 + longest * 7.2 * math.sin(math.radians(40))
     right = longest * 7.2 * math.cos(math.radians(40))
     width = HEAT_LABEL_W + HEAT_CELL_W * len(matrix.columns) + right
@@ -417,8 +375,8 @@ def heatmap_svg(matrix: Matrix, policy_a: str = "A", policy_b: str = "B") -> Mar
         f"Persons by tier under A ({policy_a}, rows) and under B ({policy_b}, columns); "
         "darker cells hold more persons. The table above gives the same numbers."
     )
-    parts = [_svg_open("heatmap", width, height, "Tier transitions from A to B", desc)]
-    parts.append(_text(4, 16, "rows: A  ·  columns: B", fill=MUTED_INK, font_size="12"))
+    parts = [draw.svg_open("heatmap", width, height, "Tier transitions from A to B", desc)]
+    parts.append(draw.text(4, 16, "rows: A  ·  columns: B", fill=MUTED_INK, font_size="12"))
     parts += _heat_column_labels(matrix.columns, top)
     parts += _heat_rows(matrix, top)
     parts.append("</svg>")
@@ -430,8 +388,8 @@ def _heat_column_labels(columns: Sequence[TierRef], top: float) -> list[str]:
     out = []
     for j, tier in enumerate(columns):
         x = HEAT_LABEL_W + HEAT_CELL_W * (j + 0.5)
-        label = _short(tier.id, HEAT_LABEL_CHARS)
-        out.append(_text(0, 0, label, transform=f"translate({x:g},{top - 8:g}) rotate(-40)"))
+        label = draw.short(tier.id, HEAT_LABEL_CHARS)
+        out.append(draw.text(0, 0, label, transform=f"translate({x:g},{top - 8:g}) rotate(-40)"))
     return out
 
 
@@ -441,8 +399,8 @@ def _heat_rows(matrix: Matrix, top: float) -> list[str]:
     out = []
     for i, row in enumerate(matrix.rows):
         y = top + HEAT_CELL_H * i
-        label = _short(row.tier.id, HEAT_LABEL_CHARS)
-        out.append(_text(HEAT_LABEL_W - 8, y + HEAT_CELL_H / 2 + 4, label, text_anchor="end"))
+        label = draw.short(row.tier.id, HEAT_LABEL_CHARS)
+        out.append(draw.text(HEAT_LABEL_W - 8, y + HEAT_CELL_H / 2 + 4, label, text_anchor="end"))
         for j, count in enumerate(row.counts):
             out += _heat_cell(HEAT_LABEL_W + HEAT_CELL_W * j, y, count, peak)
     return out
@@ -454,8 +412,8 @@ def _heat_cell(x: float, y: float, count: int, peak: int) -> list[str]:
     fill, ink = (_hex(rgb), ink_on(rgb)) if count else (HEAT_ZERO, MUTED_INK)
     cx, cy = x + HEAT_CELL_W / 2, y + HEAT_CELL_H / 2 + 4
     return [
-        _rect(x + 1, y + 1, HEAT_CELL_W - 2, HEAT_CELL_H - 2, fill),
-        _text(cx, cy, num(count), text_anchor="middle", fill=ink),
+        draw.rect(x + 1, y + 1, HEAT_CELL_W - 2, HEAT_CELL_H - 2, fill),
+        draw.text(cx, cy, num(count), text_anchor="middle", fill=ink),
     ]
 
 
@@ -471,7 +429,7 @@ def bar_chart_svg(
         f"Leads by {title.lower()} under A ({policy_a}, upper bar of each pair) and "
         f"B ({policy_b}, lower bar). The table below gives the same numbers."
     )
-    parts = [_svg_open(svg_id, BAR_WIDTH, height, f"Leads by {title.lower()}: A and B", desc)]
+    parts = [draw.svg_open(svg_id, BAR_WIDTH, height, f"Leads by {title.lower()}: A and B", desc)]
     parts += _legend(policy_a, policy_b)
     peak = max((max(r.leads_a, r.leads_b) for r in rows), default=0) or 1
     for i, row in enumerate(rows):
@@ -489,18 +447,18 @@ def _legend(policy_a: str, policy_b: str) -> list[str]:
     """Key for the two bar colours, naming each policy."""
     half = BAR_WIDTH / 2
     return [
-        _rect(4, 8, 14, 14, COLOUR_A),
-        _text(24, 20, _short(f"A: {policy_a}", 36)),
-        _rect(half, 8, 14, 14, COLOUR_B),
-        _text(half + 20, 20, _short(f"B: {policy_b}", 36)),
+        draw.rect(4, 8, 14, 14, COLOUR_A),
+        draw.text(24, 20, draw.short(f"A: {policy_a}", 36)),
+        draw.rect(half, 8, 14, 14, COLOUR_B),
+        draw.text(half + 20, 20, draw.short(f"B: {policy_b}", 36)),
     ]
 
 
 def _bar_pair(row: GroupRow, y: float, peak: int) -> list[str]:
     """The group's name, then its A bar over its B bar."""
-    label = _short(row.label, 20)
+    label = draw.short(row.label, 20)
     return [
-        _text(BAR_LABEL_W - 8, y + BAR_H + 4, label, text_anchor="end"),
+        draw.text(BAR_LABEL_W - 8, y + BAR_H + 4, label, text_anchor="end"),
         *_bar(row.label, "A", row.leads_a, y, peak, COLOUR_A),
         *_bar(row.label, "B", row.leads_b, y + BAR_H, peak, COLOUR_B),
     ]
@@ -512,6 +470,6 @@ def _bar(group: str, side: str, value: int, top: float, peak: int, colour: str) 
     tip = f"{group}: {num(value)} leads under {side}"
     value_text = f"{side} {num(value)}"
     return [
-        _rect(BAR_LABEL_W, top, w, BAR_H - 1, colour, tip),
-        _text(BAR_LABEL_W + w + 4, top + BAR_H - 2, value_text, font_size="11"),
+        draw.rect(BAR_LABEL_W, top, w, BAR_H - 1, colour, tip),
+        draw.text(BAR_LABEL_W + w + 4, top + BAR_H - 2, value_text, font_size="11"),
     ]
