@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import os
 import random
 import shutil
@@ -453,7 +454,11 @@ def nats_row(
     rt = open_runtime(_settings(folder, db), upgrade=False)
     cpu = time.process_time()
     try:
-        run = asyncio.run(through_nats(Processor(rt, "nats", matcher), lines, rate, folder, name))
+        processor = Processor(rt, "nats", matcher)
+        # The index is the truth, in memory; the store holds no person index to refresh it
+        # from, and its check would find it "stale" (no resolution run) and rebuild it empty.
+        processor.checked = math.inf
+        run = asyncio.run(through_nats(processor, lines, rate, folder, name))
     finally:
         rt.close()
     cpu_s = time.process_time() - cpu

@@ -78,6 +78,8 @@ PG_URL = os.environ.get("IMMOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 FULL_PERSONS, QUICK_PERSONS, SEED = 100_000, 2_000, 8
 USERS = 50
 FULL_SECONDS, QUICK_SECONDS = 60.0, 10.0
+THINK_FULL_SECONDS, THINK_QUICK_SECONDS = 120.0, 30.0
+THINK_MEAN_S = float(os.environ.get("IMMOS_BENCH_WEB_THINK", "5"))
 TARGET_P95_MS = 100.0
 ACCOUNTS = ("officer.miami", "officer.houston", "supervisor.miami", "supervisor.houston")
 PRIORITIZING = Purpose.ENFORCEMENT_PRIORITIZATION.value
@@ -232,6 +234,7 @@ class Plan:
     routes: list[tuple[Route, str]]  # (route, purpose)
     cookie: bool = False
     turn: int = 0
+    think: float = 0.0  # mean think time before each request, seconds (0: closed loop)
 
     def next_call(self, rng: random.Random) -> Call:
         """The next route in turn (each user starts at its own), for a random object."""
@@ -244,20 +247,49 @@ class Plan:
         return Call(route.label, url, sign(self.account, purpose))
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One measured phase: its name, whose routes (``peer``, ``bearer`` or ``cookie``), and
+    whether its users think between requests (``think``) or ask again at once (stress)."""
+
+    name: str
+    kind: str
+    think: bool
+    target: bool = False  # judged against the issue's targets
+    peer: str = ""  # the phase whose p95 this one's is divided by
+
+
+PHASES = (
+    Phase("peer", "peer", think=True),
+    Phase("single", "bearer", think=False),
+    Phase("bearer", "bearer", think=True, target=True, peer="peer"),
+    Phase("cookie", "cookie", think=True, target=True, peer="peer"),
+    Phase("peer, closed loop", "peer", think=False),
+    Phase("bearer, closed loop", "bearer", think=False, peer="peer, closed loop"),
+)
+
+
 def plans(
-    accounts: list[Account], usable: dict[str, str], phase: str, users: int = USERS
+    accounts: list[Account],
+    usable: dict[str, str],
+    kind: str,
+    users: int = USERS,
+    think: float = 0.0,
 ) -> list[Plan]:
-    """The virtual users of ``phase`` (``peer``, ``bearer`` or ``cookie``)."""
-    if phase == "peer":
+    """The virtual users of a phase of ``kind`` (``peer``, ``bearer`` or ``cookie``), each
+    thinking ``think`` seconds on average before a request (0: a closed loop)."""
+    if kind == "peer":
         chosen: list[tuple[Route, str]] = [(PEER, "")]
     else:
         chosen = [(r, usable[r.label]) for r in ROUTES if r.label in usable]
-        if phase == "cookie" and any(r.page for r, _ in chosen):
+        if kind == "cookie" and any(r.page for r, _ in chosen):
             chosen = [(r, p) for r, p in chosen if r.page]
     if not chosen:
-        raise RuntimeError(f"no route to measure in phase {phase!r}")
-    cookie = phase == "cookie"
-    return [Plan(accounts[i % len(accounts)], chosen, cookie, turn=i) for i in range(users)]
+        raise RuntimeError(f"no route to measure in phase {kind!r}")
+    cookie = kind == "cookie"
+    return [
+        Plan(accounts[i % len(accounts)], chosen, cookie, turn=i, think=think) for i in range(users)
+    ]
 
 
 @dataclass
@@ -279,6 +311,10 @@ async def _user(
     calls: int | None,
 ) -> None:
     while time.perf_counter() < until and (calls is None or plan.turn < calls):
+        if plan.think:
+            await asyncio.sleep(min(rng.expovariate(1 / plan.think), until - time.perf_counter()))
+            if time.perf_counter() >= until:
+                break
         call = plan.next_call(rng)
         started = time.perf_counter()
         try:
@@ -344,9 +380,10 @@ def rows_of(phase: str, measured: Measured, peer_p95: float | None) -> list[dict
 
 
 def targets_of(rows: list[dict[str, Any]], users: int = USERS) -> list[Target]:
-    """p95 ≤ 100 ms and no errors, per measured phase (the peer is not ours)."""
+    """p95 ≤ 100 ms and no errors, per phase judged (users who think between requests; the
+    closed loop is the stress case, reported beside, and the peer is not ours)."""
     out = []
-    for phase in ("bearer", "cookie"):
+    for phase in (p.name for p in PHASES if p.target):
         mine = [r for r in rows if r["phase"] == phase and r["route"] != "all"]
         if not mine:
             continue
@@ -370,6 +407,8 @@ def measure(
     *,
     users: int = USERS,
     seconds: float = FULL_SECONDS,
+    think_seconds: float = THINK_FULL_SECONDS,
+    think: float = THINK_MEAN_S,
     warmup: float = 3.0,
     samples: int = 10,
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -377,18 +416,27 @@ def measure(
     harvest(base_url, accounts)
     usable, notes = probe(base_url, accounts)
     rows: list[dict[str, Any]] = []
-    peer_p95: float | None = None
-    for phase in ("peer", "single", "bearer", "cookie"):
-        single = phase == "single"
-        users_of = plans(accounts, usable, "bearer" if single else phase, 1 if single else users)
-        if warmup and not single:
+    p95_of: dict[str, float] = {}
+    for phase in PHASES:
+        single = phase.name == "single"
+        count = 1 if single else users
+        users_of = plans(accounts, usable, phase.kind, count, think if phase.think else 0.0)
+        if warmup and not single and not phase.think:
             load(base_url, users_of, warmup, seed=SEED - 1)
-        _log(f"{phase}: " + (f"1 user, {samples} per route" if single else f"{users} users"))
+        how = f"thinking {think:g} s on average" if phase.think else "closed loop"
+        _log(
+            f"{phase.name}: "
+            + (f"1 user, {samples} per route" if single else f"{count} users, {how}")
+        )
         calls = samples * len(users_of[0].routes) if single else None
-        measured = load(base_url, users_of, 3600 if single else seconds, calls=calls)
-        rows += rows_of(phase, measured, None if phase == "single" else peer_p95)
-        peer_p95 = peer_p95 or rows[0]["p95_ms"]
-        notes += [f"{phase}: {route}: first error {ex}" for route, ex in measured.examples.items()]
+        duration = 3600 if single else think_seconds if phase.think else seconds
+        measured = load(base_url, users_of, duration, calls=calls)
+        mine = rows_of(phase.name, measured, p95_of.get(phase.peer))
+        p95_of[phase.name] = mine[-1]["p95_ms"]
+        rows += mine
+        notes += [
+            f"{phase.name}: {route}: first error {ex}" for route, ex in measured.examples.items()
+        ]
     return rows, notes
 
 
@@ -507,13 +555,16 @@ def run(quick: bool = False) -> BenchReport:
                 base,
                 accounts,
                 seconds=seconds,
+                think_seconds=THINK_QUICK_SECONDS if quick else THINK_FULL_SECONDS,
                 warmup=2 if quick else 5,
                 samples=3 if quick else 10,
             )
         audited = _audit_entries(runtime) - audit_before
     finally:
         runtime.engine.dispose()
-    requests = sum(r["requests"] for r in rows if r["route"] != "all" and r["phase"] != "peer")
+    requests = sum(
+        r["requests"] for r in rows if r["route"] != "all" and not r["phase"].startswith("peer")
+    )
     return BenchReport(
         f"Web: {USERS} users on worklist, person and case pages, {persons:,}-person demo world "
         "on PostgreSQL, vs /api/health",
@@ -539,18 +590,22 @@ def _notes(
         "(kept and reused: not part of this run's time unless it was built now)",
         f"server: uvicorn immigrationos.api.app:create_app --factory --workers {workers}, "
         "lifecycle tick off, on the same machine as PostgreSQL and the load generator",
-        f"load: {USERS} virtual users in a closed loop without think time, {seconds:g} s per "
-        "phase after a warm-up; each user is one of officer.miami, officer.houston, "
-        "supervisor.miami, supervisor.houston and asks for its office's worklist (25 leads), "
-        "a person of it and a case of its office, taking the routes in turn (each user "
-        "starting at its own) and the objects at random",
+        f"load: {USERS} virtual users; in the judged phases each thinks before every request "
+        f"for a random time (exponential, mean {THINK_MEAN_S:g} s: people read a page before "
+        "the next click), in the closed-loop phases it asks again as soon as it is answered "
+        f"(the stress case, {seconds:g} s after a warm-up); each user is one of "
+        "officer.miami, officer.houston, supervisor.miami, supervisor.houston and asks for "
+        "its office's worklist (25 leads), a person of it and a case of its office, taking "
+        "the routes in turn (each user starting at its own) and the objects at random",
         "phases: peer = GET /api/health (no sign-in, no database); single = one user alone "
         "on the bearer routes, a fixed number of requests each (the cost of a request "
         "without queueing; not a target); bearer = every route that answered 200, API "
         "token + X-Immos-Purpose; cookie = the HTML pages with browser "
-        "session cookies (the API routes when no page is built yet)",
-        "p95_vs_peer = the route's p95 / the peer's p95 in this run; an error is any status "
-        "but 200 or a transport failure (timeout 30 s)",
+        "session cookies (the API routes when no page is built yet); the targets are judged "
+        "on bearer and cookie (users who think), the closed loop is reported beside them",
+        "p95_vs_peer = the route's p95 / the p95 of the peer phase with the same kind of "
+        "users in this run; an error is any status but 200 or a transport failure "
+        "(timeout 30 s)",
         f"audit: {audited:,} entries written during the measured and warm-up requests "
         f"(~{per} per measured request: every read of personal data is audited)",
     ]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.shared_demo import CHEAP_HASHER, DemoBuild, shared_build
 
 from immigrationos.core.settings import Settings, get_settings
 from immigrationos.runtime import Runtime, open_runtime
@@ -117,6 +118,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """The demo world every test that needs "a demo world" shares, built by ``immos demo``
+    once per test run, whatever the xdist workers (see tests/shared_demo.py)."""
+    return shared_build(tmp_path_factory)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Demo-mode settings on a fresh database under a temporary data folder."""
@@ -156,10 +164,6 @@ def fresh_settings() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2id with minimal cost in tests (the production parameters take ~50 ms a hash)."""
-    from argon2 import PasswordHasher
-
     from immigrationos.accounts import service
 
-    monkeypatch.setattr(
-        service, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
+    monkeypatch.setattr(service, "_hasher", CHEAP_HASHER)

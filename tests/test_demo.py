@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.shared_demo import DemoBuild
 from typer.testing import CliRunner
 
 from immigrationos.accounts.service import DEMO_ACCOUNTS
@@ -22,23 +23,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def test_demo_loads_every_source_and_prints_accounts(
-    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
-    result = CliRunner().invoke(
-        app, ["demo", "--persons", "300", "--seed", "3", "--data-dir", str(tmp_path), "--no-serve"]
-    )
-    get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
+def test_demo_loads_every_source_and_prints_accounts(demo_build: DemoBuild) -> None:
+    # the session's shared demo world: `immos demo --persons 400 --seed 3 --no-serve`, run
+    # by tests/shared_demo.py exactly as a user would (its exit code checked there)
+    output = demo_build.output
     for definition in shipped_definitions():
-        assert definition.id in result.output
-    assert "audit chain intact" in result.output
-    assert "persons (" in result.output and "person index idx-" in result.output
+        assert definition.id in output
+    assert "audit chain intact" in output
+    assert "persons (" in output and "person index idx-" in output
     for account in DEMO_ACCOUNTS:
-        assert account.username in result.output and account.password in result.output
-    assert (tmp_path / "immos.db").exists()
-    assert (tmp_path / "world" / "truth").is_dir()
+        assert account.username in output and account.password in output
+    assert (demo_build.data / "immos.db").exists()
+    assert (demo_build.data / "world" / "truth").is_dir()
 
 
 def test_demo_refuses_to_run_outside_demo_mode(

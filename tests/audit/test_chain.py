@@ -170,3 +170,54 @@ def test_every_event_class_is_documented_and_named_once() -> None:
     actions = [c.action for c in classes]
     assert len(actions) == len(set(actions))
     assert all((c.__doc__ or "").strip() for c in classes)
+
+
+def _read(n: int) -> RecordRead:
+    return RecordRead(object_type="persons", object_ids=[f"P-{n}"])
+
+
+def _head_and_entries(runtime: Runtime) -> tuple[int, list[str]]:
+    with runtime.engine.begin() as conn:
+        head = conn.execute(text("SELECT seq FROM audit_head")).scalar_one()
+        rows = conn.execute(text("SELECT object_ids FROM audit_entries ORDER BY seq")).all()
+    return int(head), [json.loads(r[0])[0] if isinstance(r[0], str) else r[0][0] for r in rows]
+
+
+def test_the_head_row_takes_the_transactions_end_at_commit_only(runtime: Runtime) -> None:
+    with transaction(runtime.sessions) as session:
+        for i in range(3):
+            emit(session, _read(i), CTX)
+        session.flush()  # the entries are written, the head waits for the commit
+        assert _verify_in(session).ok
+    assert _head_and_entries(runtime) == (3, ["P-0", "P-1", "P-2"])
+    with pytest.raises(RuntimeError), transaction(runtime.sessions) as session:
+        emit(session, _read(9), CTX)
+        raise RuntimeError("rolled back")
+    assert _head_and_entries(runtime) == (3, ["P-0", "P-1", "P-2"])
+    assert _verify(runtime).ok
+
+
+def _verify_in(session):  # type: ignore[no-untyped-def]
+    return verify(session)
+
+
+@pytest.mark.parametrize("before", [0, 2])
+def test_a_rolled_back_savepoint_takes_its_entries_and_keeps_the_chain(
+    runtime: Runtime, before: int
+) -> None:
+    with transaction(runtime.sessions) as session:
+        for i in range(before):
+            emit(session, _read(i), CTX)
+        savepoint = session.begin_nested()
+        emit(session, _read(100), CTX)
+        session.flush()
+        emit(session, _read(101), CTX)  # still pending when the savepoint rolls back
+        savepoint.rollback()
+        savepoint = session.begin_nested()
+        emit(session, _read(200), CTX)
+        savepoint.commit()
+        emit(session, _read(300), CTX)
+    expected = [f"P-{i}" for i in range(before)] + ["P-200", "P-300"]
+    assert _head_and_entries(runtime) == (len(expected), expected)
+    result = _verify(runtime)
+    assert result.ok and result.checked == len(expected)

@@ -1,17 +1,14 @@
-"""Fixtures of the redress tests: a loaded demo world (built once), a private copy per test,
-the demo users, an application with API tokens, and a person worth correcting.
+"""Fixtures of the redress tests: a private copy per test of the session's demo world, the
+demo users, an application with API tokens, and a person worth correcting.
 
-The world is what ``immos demo`` builds (400 synthetic persons, seed 3: resolution, cases
-with documents, the 2021 policy adopted and run, departures), so a correction meets every
-part it must reach. Imported by ``test_redress.py`` and ``test_redress_pages.py``.
+The world is what ``immos demo`` builds (``demo_build``, tests/shared_demo.py: 400 synthetic
+persons, seed 3: resolution, cases with documents, the 2021 policy adopted and run,
+departures), so a correction meets every part it must reach. Imported by ``test_redress.py``
+and ``test_redress_pages.py``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from tests.shared_demo import DemoBuild
 
 from immigrationos.accounts import sessions
 from immigrationos.accounts.models import User
@@ -40,27 +38,6 @@ from immigrationos.sources.models import SourceRecord
 from immigrationos.store.engine import transaction
 
 USERS = ("officer.miami", "supervisor.miami", "analyst", "privacy", "auditor", "admin")
-
-
-#: The world built in this process: each test module registers the fixture anew, so the
-#: session scope alone would build it once per module.
-_BUILT: dict[str, Path] = {}
-
-
-@pytest.fixture(scope="session")
-def redress_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder holding the demo world, loaded (once per test session and worker)."""
-    if "world" in _BUILT:
-        return _BUILT["world"]
-    data = tmp_path_factory.mktemp("redress-demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMMOS_")}
-    env.update({"IMMOS_MODE": "demo", "COLUMNS": "200"})
-    command = [sys.executable, "-c", "from immigrationos.cli.main import app; app()"]
-    command += ["demo", "--persons", "400", "--seed", "3", "--data-dir", str(data), "--no-serve"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    _BUILT["world"] = data
-    return data
 
 
 @dataclass
@@ -112,10 +89,9 @@ def world_settings(data: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def world(redress_world: Path, tmp_path: Path) -> Iterator[World]:
+def world(demo_build: DemoBuild, tmp_path: Path) -> Iterator[World]:
     """A copy of the demo world for one test (tests change it)."""
-    data = tmp_path / "data"
-    shutil.copytree(redress_world, data, ignore=shutil.ignore_patterns("world"))
+    data = demo_build.copy(tmp_path / "data")
     runtime = open_runtime(world_settings(data))
     try:
         yield World(runtime, data)

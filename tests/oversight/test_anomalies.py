@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -105,10 +108,37 @@ def anomaly_world(runtime: Runtime, persons: int = 160) -> None:
         )
 
 
+@pytest.fixture(scope="module")
+def simulated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The SQLite database and ground truth of the first simulation in this module."""
+    return {"template": tmp_path_factory.mktemp("anomalies") / "simulated.db"}
+
+
+def _sqlite_copy(source: str, target: str) -> None:
+    """Copy one SQLite database over another (the backup API: consistent whatever the WAL)."""
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
 @pytest.fixture
-def anomaly_truth(runtime: Runtime) -> activity.GroundTruth:
+def anomaly_truth(runtime: Runtime, simulated_sqlite: dict[str, Any]) -> activity.GroundTruth:
+    """The small world with ten days of simulated activity on the test's own database.
+
+    On SQLite it is simulated once per module and copied for each later test (the simulation
+    takes seconds, the copy milliseconds); PostgreSQL simulates it anew for each test."""
+    path = runtime.engine.url.database
+    if runtime.backend == "sqlite" and path and "truth" in simulated_sqlite:
+        runtime.engine.dispose()
+        _sqlite_copy(str(simulated_sqlite["template"]), path)
+        truth: activity.GroundTruth = simulated_sqlite["truth"]
+        return truth
     anomaly_world(runtime)
-    return activity.simulate(runtime, activity.SimulationConfig(days=10, seed=11))
+    truth = activity.simulate(runtime, activity.SimulationConfig(days=10, seed=11))
+    if runtime.backend == "sqlite" and path:
+        runtime.engine.dispose()
+        _sqlite_copy(path, str(simulated_sqlite["template"]))
+        simulated_sqlite["truth"] = truth
+    return truth
 
 
 def _scan(runtime: Runtime, truth: activity.GroundTruth) -> anomalies.ScanReport:

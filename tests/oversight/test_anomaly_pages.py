@@ -2,8 +2,8 @@
 (with the worklists and cases the demo built), and only auditors see and review the alerts,
 through the API and the pages (CSRF on every form).
 
-The world is built once for the module (``load_demo``, 200 synthetic persons) under a data
-folder of its own; the demo itself runs :func:`~immigrationos.oversight.activity.plant_and_scan`
+The world is the session's demo world (tests/shared_demo.py, 400 synthetic persons), copied
+for this module; the demo itself runs :func:`~immigrationos.oversight.activity.plant_and_scan`
 (two weeks of activity with the four plants, scanned), and the tests read what it returned.
 """
 
@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tests.shared_demo import DemoBuild
 
 from immigrationos.accounts.service import DEMO_ACCOUNTS
 from immigrationos.api.app import create_app
 from immigrationos.audit.models import AuditEntry
-from immigrationos.core.settings import Settings, get_settings
+from immigrationos.core.settings import Settings
 from immigrationos.oversight import activity, anomalies
 from immigrationos.runtime import Runtime, open_runtime
 from immigrationos.store.engine import transaction
@@ -41,21 +42,14 @@ class AnomalyDemo:
 
 
 @pytest.fixture(scope="module")
-def anomaly_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnomalyDemo]:
-    from immigrationos.demo import load_demo
-
-    data = tmp_path_factory.mktemp("anomaly-demo")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("IMMOS_MODE", "demo")
-        env.setenv("IMMOS_DATA_DIR", str(data))
-        env.delenv("IMMOS_DATABASE_URL", raising=False)
-        get_settings.cache_clear()
-        built = load_demo(data / "world", 200, 5)  # plants misuse and scans, as `immos demo`
-        built.runtime.close()
-    get_settings.cache_clear()
-    assert built.oversight is not None
+def anomaly_demo(
+    demo_build: DemoBuild, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnomalyDemo]:
+    """A copy of the session's demo world (the tests review alerts), with what the demo's
+    ``plant_and_scan`` returned."""
+    data = demo_build.copy(tmp_path_factory.mktemp("anomaly-demo") / "data")
+    o = demo_build.oversight
     runtime = open_runtime(Settings(mode="demo", data_dir=data, lifecycle_tick_seconds=0))
-    o = built.oversight
     yield AnomalyDemo(runtime, create_app(runtime), o.truth, o.scan, o.evaluation)
     runtime.close()
 
@@ -91,8 +85,15 @@ def test_the_api_serves_alerts_to_auditors_only(anomaly_demo: AnomalyDemo) -> No
     assert detail["entries"] and all("object_ids" not in e for e in detail["entries"])
     assert "per-" not in json.dumps(detail)
     assert client.get("/api/anomalies/alerts/alr-nothing", **_basic("auditor")).status_code == 404
-    rescan = client.post("/api/anomalies/scans", json={}, **_basic("auditor"))
-    assert rescan.status_code == 201 and rescan.json()["raised"] == []
+    # the demo's own window again: nothing new (the default window would also read the
+    # demo build's own activity, at whatever hour the world was built)
+    window = {
+        "since": anomaly_demo.report.since.isoformat(),
+        "until": anomaly_demo.report.until.isoformat(),
+    }
+    rescan = client.post("/api/anomalies/scans", json=window, **_basic("auditor"))
+    assert rescan.status_code == 201, rescan.text
+    assert rescan.json()["raised"] == [] and rescan.json()["existing"]
     for who, purpose in (("officer.miami", "case-processing"), ("admin", "system-administration")):
         refused = client.get("/api/anomalies/alerts", **_basic(who, purpose))
         assert refused.status_code == 403, refused.text

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from pypdf import PdfReader
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql.util import find_tables
+from tests.shared_demo import DemoBuild
 from typer.testing import CliRunner
 
 from immigrationos.accounts.roles import Role
@@ -269,17 +267,11 @@ def test_database_passwords_are_redacted() -> None:
 # -- a loaded demo world: the dossier's numbers are the database's -----------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo world, loaded by ``immos demo`` in a subprocess (as a user would)."""
-    data = tmp_path_factory.mktemp("dossier-demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMMOS_")}
-    env.update({"IMMOS_MODE": "demo", "COLUMNS": "200"})
-    command = [sys.executable, "-c", "from immigrationos.cli.main import app; app()", "demo"]
-    command += ["--persons", "100", "--seed", "5", "--data-dir", str(data), "--no-serve"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return data
+@pytest.fixture
+def demo_dir(demo_build: DemoBuild, tmp_path: Path) -> Path:
+    """A copy of the session's demo world (tests/shared_demo.py, loaded by ``immos demo`` as
+    a user would): generating the dossier writes to its audit log."""
+    return demo_build.copy(tmp_path / "demo")
 
 
 @pytest.fixture

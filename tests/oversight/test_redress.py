@@ -53,7 +53,7 @@ from immigrationos.runtime import Runtime, open_runtime
 from immigrationos.sources.models import SourceRecord
 from immigrationos.store.engine import transaction
 
-redress_world, world = rw.redress_world, rw.world  # the fixtures, for this module
+world = rw.world  # the fixture, for this module
 
 PRIORITIZING = Purpose.ENFORCEMENT_PRIORITIZATION
 CODE = "X-Immos-Tracking-Code"

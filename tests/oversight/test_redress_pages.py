@@ -12,7 +12,7 @@ from tests.oversight.redress_world import World, pick_subject
 
 from immigrationos.accounts.service import DEMO_ACCOUNTS
 
-redress_world, world = rw.redress_world, rw.world  # the fixtures, for this module
+world = rw.world  # the fixture, for this module
 PASSWORDS = {a.username: a.password for a in DEMO_ACCOUNTS}
 
 

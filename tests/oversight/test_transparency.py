@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tests.shared_demo import DemoBuild
 
 from immigrationos.accounts.roles import Role
 from immigrationos.accounts.service import create_user
@@ -396,14 +397,11 @@ def _immos(data: Path, *args: str, password: str = "") -> subprocess.CompletedPr
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def transparency_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo world (150 synthetic persons), built once for this module."""
-    data = tmp_path_factory.mktemp("transparency-demo")
-    done = _immos(data, "demo", "--persons", "150", "--seed", "5", "--data-dir", str(data),
-                  "--no-serve")  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return data
+@pytest.fixture
+def transparency_demo(demo_build: DemoBuild, tmp_path: Path) -> Path:
+    """A copy of the session's demo world (tests/shared_demo.py): the report is written into
+    it."""
+    return demo_build.copy(tmp_path / "demo")
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from immigrationos.priority import conditions as c
 from immigrationos.priority.catalogue import FEATURES, Kind
-from immigrationos.priority.evaluate import evaluate, score_one
+from immigrationos.priority.evaluate import evaluate, evidence_items, score_one
 from immigrationos.priority.policy import Policy, load_policy, shipped_policies
 from immigrationos.priority.service import score
 
@@ -101,7 +101,10 @@ def test_evidence_names_the_records_behind_each_fired_rule() -> None:
     ev = [{"t": "convictions", "id": "c1", "src": "convictions", "d": date(2020, 1, 2)}]
     row = {"person_id": "p"} | person(felony=True) | {"ev_felony": ev}
     out = evaluate(POLICIES["dhs-2014-priorities"], pa.Table.from_pylist([row])).to_pylist()[0]
-    assert orjson.loads(out["evidence"]) == [
+    assert orjson.loads(out["evidence"]) == {
+        "felony": [{"t": "convictions", "id": "c1", "src": "convictions", "d": "2020-01-02"}]
+    }
+    assert evidence_items(out["evidence"]) == [
         {"t": "convictions", "id": "c1", "src": "convictions", "d": "2020-01-02", "rule": "felony"}
     ]
     assert orjson.loads(out["rules"]) == ["felony"]

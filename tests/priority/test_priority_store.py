@@ -13,9 +13,11 @@ from tests.priority.conftest import AS_OF, NOW, Agency
 from immigrationos.audit.models import AuditEntry
 from immigrationos.core.errors import AccessRefused, ValidationFailed
 from immigrationos.departures.models import Departure
-from immigrationos.gateway.core import Gateway
+from immigrationos.gateway.context import system_context
+from immigrationos.gateway.core import Gateway, unit_of_work
+from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.models import CaseCondition, EnforcementCase
-from immigrationos.priority import blocks, features, service, views
+from immigrationos.priority import blocks, evaluate, features, service, views
 from immigrationos.priority.models import PriorityScore
 from immigrationos.priority.policy import shipped_policies
 from immigrationos.store.engine import transaction
@@ -77,9 +79,12 @@ def test_a_run_stores_every_score_with_rules_evidence_and_blocks(agency: Agency)
     by = {r.person_id: r for r in rows}
     felon = by[people["violent felon"]]
     assert (felon.tier, felon.score, felon.actionable) == ("public-safety", 9.0, True)
-    assert {e["rule"] for e in felon.evidence} >= {"felony", "violent_offense", "long_sentence"}
+    assert list(felon.evidence) == felon.rules  # one entry per fired rule, in order
+    assert set(felon.evidence) >= {"felony", "violent_offense", "long_sentence"}
     assert all(e["src"] == "convictions" and e["d"] == "2023-05-01"
-               for e in felon.evidence if e["rule"] == "felony")  # fmt: skip
+               for e in felon.evidence["felony"])  # fmt: skip
+    items = evaluate.evidence_items(felon.evidence)
+    assert [e["rule"] for e in items if e["rule"] == "felony"] == ["felony"]
     seeker = by[people["asylum seeker felon"]]
     assert seeker.lead and not seeker.actionable
     assert seeker.blocks == [
@@ -280,3 +285,26 @@ def test_features_read_only_what_the_purpose_permits(agency: Agency) -> None:
         ).first()
     assert entry is not None and entry.search_params["file"] == "priority_features"
     assert set(entry.details["withheld_sources"]) == {"visas", "tax_addresses"}
+
+
+def test_an_explanation_follows_a_file_that_changed_since_it_was_last_asked(
+    agency: Agency,
+) -> None:
+    """Features are reused only for an identical file: a new fact shows at the next ask."""
+    _publish(agency)
+    felon = _world(agency)["violent felon"]
+    agency.run("analyst", service.run, POLICY, AS_OF)
+    before = agency.run("officer.miami", views.explain, felon, None, AS_OF)
+    assert before == agency.run("officer.miami", views.explain, felon, None, AS_OF)
+    assert "pending_relief" not in [r["id"] for r in before["rules"]]
+
+    def file_asylum(gw: Gateway) -> None:
+        claim = {"form": "I-589", "status": "pending", "filed_on": date(2025, 2, 1)}
+        for obj in agency._fact(felon, "benefits", claim):
+            gw.add(obj)
+
+    with unit_of_work(agency.runtime.sessions, system_context(Purpose.DATA_INTEGRATION)) as gw:
+        file_asylum(gw)
+    after = agency.run("officer.miami", views.explain, felon, None, AS_OF)
+    assert "pending_relief" in [r["id"] for r in after["rules"]]
+    assert after["score"] == before["score"] - 3.0 and after["action"]["possible"] is False

@@ -1,11 +1,11 @@
 """The web application's fixtures: a small demo world, a live server, a real browser.
 
-The world is built once per test session (per xdist worker) by ``immos demo`` in a
-subprocess (400 synthetic persons, about 20 s), so tests see what a new user sees. Browser
-tests drive Debian's chromium (``/usr/bin/chromium``, installed by ``tasks.py``) through
-Playwright; without it they skip with the reason, and under ``CI=true`` they fail instead.
-Screenshots go to ``var/test-artifacts/screenshots``; with ``IMMOS_DOCS_SCREENSHOTS=1`` also
-to ``docs/images/ui`` for the user guide.
+The world is built once per test run by ``immos demo`` (400 synthetic persons; ``demo_build``
+in tests/shared_demo.py, shared with the oversight tests) and copied for these tests, so they
+see what a new user sees. Browser tests drive Debian's chromium (``/usr/bin/chromium``,
+installed by ``tasks.py``) through Playwright; without it they skip with the reason, and
+under ``CI=true`` they fail instead. Screenshots go to ``var/test-artifacts/screenshots``;
+with ``IMMOS_DOCS_SCREENSHOTS=1`` also to ``docs/images/ui`` for the user guide.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from tests.shared_demo import DemoBuild
 
 from immigrationos.accounts.service import DEMO_ACCOUNTS
 from immigrationos.api.app import create_app
@@ -41,18 +40,11 @@ PASSWORDS = {a.username: a.password for a in DEMO_ACCOUNTS}
 
 
 @pytest.fixture(scope="session")
-def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory holding the demo's world, loaded and verified (once per session)."""
-    data = tmp_path_factory.mktemp("web-demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMMOS_")}
-    env.update({"IMMOS_MODE": "demo", "COLUMNS": "200"})
-    command = [sys.executable, "-c", "from immigrationos.cli.main import app; app()"]
-    command += ["demo", "--persons", "400"]
-    command += ["--seed", "3", "--data-dir", str(data), "--no-serve"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "audit chain intact" in done.stdout, done.stdout
-    return data
+def demo_world(demo_build: DemoBuild, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding the demo's world, loaded and verified: the run's one build
+    (``demo_build``, tests/shared_demo.py), copied because these tests change it."""
+    assert "audit chain intact" in demo_build.output, demo_build.output
+    return demo_build.copy(tmp_path_factory.mktemp("web-demo") / "data")
 
 
 @pytest.fixture(scope="session")

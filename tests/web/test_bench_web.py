@@ -27,7 +27,14 @@ def test_the_load_run_reports_routes_targets_and_json(
 ) -> None:
     accounts = web_bench.credentials(web_runtime, users=4)
     rows, notes = web_bench.measure(
-        live_server, accounts, users=4, seconds=1.0, warmup=0, samples=1
+        live_server,
+        accounts,
+        users=4,
+        seconds=1.0,
+        think_seconds=2.0,
+        think=0.2,
+        warmup=0,
+        samples=1,
     )
     report = BenchReport("web (test)", web_bench.COLUMNS, rows, web_bench.targets_of(rows), notes)
 
@@ -39,7 +46,12 @@ def test_the_load_run_reports_routes_targets_and_json(
         row = by[("bearer", route)]
         assert row["requests"] > 0 and row["errors"] == 0, (row, notes)
         assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
-    assert {r["phase"] for r in rows} == {"peer", "single", "bearer", "cookie"}
+    assert {r["phase"] for r in rows} == {p.name for p in web_bench.PHASES}
+    closed = by[("bearer, closed loop", "all")]
+    assert closed["requests"] > 0 and closed["p95_vs_peer"] is not None
+    # users who think ask less often than users who don't, over the same routes
+    thinking = by[("bearer", "all")]
+    assert thinking["req_per_s"] < closed["req_per_s"]
     described = [t.description for t in report.targets]
     assert any("p95 ≤ 100 ms" in d and "(bearer)" in d for d in described)
     assert "no errors (bearer)" in described and "no errors (cookie)" in described

@@ -42,7 +42,7 @@ from immigrationos.departures.events import LandExit, Manifest, SelfReport
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import RecordLink
 from immigrationos.resolution import records
-from immigrationos.resolution.incremental import Candidate, DocumentHolder, LinkIndex
+from immigrationos.resolution.incremental import DocumentHolder, LinkIndex, Ranking
 from immigrationos.resolution.models import ResolutionRun
 from immigrationos.sources.models import SourceRecord
 
@@ -122,7 +122,7 @@ class Matcher:
         agreed = _agreement(row, holders)
         if agreed is not None:
             result = agreed
-        elif ranked := self.index.by_document(row, holders) if holders else []:
+        elif holders and (ranked := self.index.by_document(row, holders)).top:
             result = self._document(ranked)
         else:
             result = self._fuzzy(row)
@@ -137,8 +137,8 @@ class Matcher:
             micros,
         )
 
-    def _document(self, ranked: list[Candidate]) -> MatchResult:
-        top = ranked[0]
+    def _document(self, ranked: Ranking) -> MatchResult:
+        top = ranked.leaders[0]
         weight = top.score.match_weight
         review = self.index.doc.review_weight
         if len(ranked) > 1:
@@ -267,8 +267,8 @@ def _agreement(row: dict[str, Any], holders: list[DocumentHolder]) -> MatchResul
     return None
 
 
-def _explanation(path: str, reason: str, ranked: list[Candidate]) -> dict[str, Any]:
-    top = ranked[0]
+def _explanation(path: str, reason: str, ranked: Ranking) -> dict[str, Any]:
+    top = ranked.leaders[0]
     return {
         "path": path,
         "reason": reason,
@@ -281,7 +281,7 @@ def _explanation(path: str, reason: str, ranked: list[Candidate]) -> dict[str, A
                 "record_id": c.record_id,
                 "match_weight": round(c.score.match_weight, 3),
             }
-            for c in ranked[:EXPLAINED]
+            for c in ranked.leaders[:EXPLAINED]
         ],
     }
 

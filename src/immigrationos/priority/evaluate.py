@@ -5,14 +5,22 @@ the score, the tier (first that holds), the rules that fired, and the evidence b
 fired rule (the records of every feature its condition names). :func:`score_one` evaluates
 the same policy for one person in plain Python; tests hold the two equal, and the benchmark
 uses the row-by-row form as its peer.
+
+The evidence is one JSON object per person, keyed by fired rule (in the policy's order), each
+holding its features' records (``{t, id, src, d}``) as the feature table lists them. It is
+built by joining the JSON text of whole evidence lists rather than by tagging every record
+with its rule: at a million persons that is the difference between one pass over the text
+and several over nested lists (see ``docs/benchmarks.md``). :func:`evidence_items` turns it
+back into the flat list of records, each naming its rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from immigrationos.priority import conditions as c
@@ -27,10 +35,11 @@ def _fired(rule_id: str) -> str:
     return f'"r_{rule_id}"'
 
 
-def plan(policy: Policy, available: set[str] | None = None) -> str:
-    """The SQL scoring every row of the table ``f`` under ``policy``.
+def plan(policy: Policy, available: set[str] | None = None, also: Sequence[str] = ()) -> str:
+    """The SQL scoring every row of the table ``f`` under ``policy``, in the table's order.
 
-    ``available`` names the feature columns the table has evidence for (``ev_<name>``).
+    ``available`` names the feature columns the table has evidence for (``ev_<name>``);
+    ``also`` adds output columns, SQL over ``f`` (the features, ``tier`` and ``lead``).
     """
     have = available if available is not None else set(policy.features)
     rules = ",\n    ".join(
@@ -45,41 +54,52 @@ def plan(policy: Policy, available: set[str] | None = None) -> str:
     tier = " ".join(f"WHEN {c.to_sql(t.cond, _col, _fired)} THEN '{t.id}'" for t in policy.tiers)
     rank = " ".join(f"WHEN '{t.id}' THEN {t.rank}" for t in policy.tiers)
     leads = ", ".join(f"'{t.id}'" for t in policy.tiers if t.lead) or "NULL"
-    fired = ", ".join(f"CASE WHEN {_fired(r.id)} THEN '{r.id}' END" for r in policy.rules)
-    evidence = ", ".join(_evidence(r, have) for r in policy.rules) or "[]"
+    fired = ", ".join(f"""CASE WHEN {_fired(r.id)} THEN '"{r.id}"' END""" for r in policy.rules)
+    evidence = ", ".join(_evidence(r, have) for r in policy.rules)
+    extra = "".join(f",\n  {expression}" for expression in also)
     return f"""
 WITH r AS (SELECT f.*,
     {rules}
   FROM f),
 s AS (SELECT r.*, CAST({score} AS DOUBLE) AS score FROM r),
-t AS (SELECT f.*, CASE {tier} END AS tier FROM s f)
-SELECT person_id, tier, CASE tier {rank} END AS tier_rank, tier IN ({leads}) AS lead, score,
-  to_json(list_filter([{fired}], lambda x: x IS NOT NULL))::VARCHAR AS rules,
-  to_json(list_concat({evidence}))::VARCHAR AS evidence
-FROM t f
-ORDER BY person_id
+t AS (SELECT f.*, CASE {tier} END AS tier FROM s f),
+l AS (SELECT f.*, f.tier IN ({leads}) AS lead FROM t f)
+SELECT person_id, tier, CASE tier {rank} END AS tier_rank, lead, score,
+  '[' || concat_ws(',', {fired or "NULL"}) || ']' AS rules,
+  '{{' || concat_ws(',', {evidence or "NULL"}) || '}}' AS evidence{extra}
+FROM l f
 """
 
 
 def _evidence(rule: Any, have: set[str]) -> str:
-    parts = [f'coalesce(f."ev_{name}", [])' for name in sorted(rule.features) if name in have]
+    """``"rule": [records]`` when the rule fired (NULL otherwise, which concat_ws skips)."""
+    parts = [f'f."ev_{name}"' for name in sorted(rule.features) if name in have]
     if not parts:
-        return "[]"
-    joined = parts[0] if len(parts) == 1 else f"list_concat({', '.join(parts)})"
-    tagged = f"list_transform({joined}, lambda e: struct_insert(e, rule := '{rule.id}'))"
-    return f"CASE WHEN {_fired(rule.id)} THEN {tagged} ELSE [] END"
+        records = "'[]'"
+    elif len(parts) == 1:
+        records = f"coalesce(to_json({parts[0]})::VARCHAR, '[]')"
+    else:
+        joined = ", ".join(f"coalesce({p}, [])" for p in parts)
+        records = f"to_json(list_concat({joined}))::VARCHAR"
+    return f"""CASE WHEN {_fired(rule.id)} THEN '"{rule.id}":' || {records} END"""
 
 
-def evaluate(policy: Policy, features: pa.Table) -> pa.Table:
+def evaluate(policy: Policy, features: pa.Table, also: Sequence[str] = ()) -> pa.Table:
     """Score every person of ``features``: person_id, tier, tier_rank, lead, score, rules,
-    evidence (rules and evidence as JSON text)."""
+    evidence (rules and evidence as JSON text), and the ``also`` columns."""
     have = {n[3:] for n in features.column_names if n.startswith("ev_")}
     con = duckdb.connect()
     try:
         con.register("f", features)
-        return con.sql(plan(policy, have)).to_arrow_table()
+        return con.sql(plan(policy, have, also)).to_arrow_table()
     finally:
         con.close()
+
+
+def evidence_items(evidence: str | Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    """A stored evidence object as the flat list of records, each naming the rule it backs."""
+    by_rule = orjson.loads(evidence) if isinstance(evidence, str) else evidence
+    return [{**record, "rule": rule} for rule, records in by_rule.items() for record in records]
 
 
 def score_one(policy: Policy, row: Mapping[str, Any]) -> tuple[str, float, list[str]]:

@@ -19,11 +19,13 @@ The blocks computed here mirror, in bulk, the lifecycle guards that
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
 import duckdb
 import orjson
@@ -61,6 +63,7 @@ ORDER_DECISIONS = ("removal-ordered", "in-absentia")
 SUMMARY_PROCEEDINGS = ("expedited-235b1", "reinstatement")
 DEPARTED_STATES = ("REMOVED", "DEPARTED_VOLUNTARILY", "CLOSED_DEPARTED")
 FINAL_STATES = ("FINAL_ORDER", "REMOVAL_SCHEDULED")
+T = TypeVar("T")
 
 
 def _queries() -> dict[str, tuple[Select[Any], Any]]:
@@ -187,6 +190,38 @@ class Snapshot:
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         for name, table in self.tables.items():
             con.register(name, table)
+
+    def fingerprint(self) -> str:
+        """A digest of everything read (rows and disputes): equal snapshots, equal features."""
+        return digest(self.tables, orjson.dumps(self.unknown, option=orjson.OPT_SORT_KEYS))
+
+
+def digest(tables: Mapping[str, pa.Table], *extra: bytes) -> str:
+    """A digest of Arrow tables' content (their IPC bytes) and of ``extra``."""
+    out = hashlib.blake2b(digest_size=20)
+    for name in sorted(tables):
+        out.update(name.encode())
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, tables[name].schema) as writer:
+            writer.write_table(tables[name])
+        out.update(sink.getvalue())
+    for item in extra:
+        out.update(item)
+    return out.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Keyed(Generic[T]):
+    """A value hashed and compared by a digest of it, so ``lru_cache`` can remember by content."""
+
+    value: T
+    key: str
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Keyed) and other.key == self.key
 
 
 def read(gw: Gateway, person_ids: list[str] | None = None) -> Snapshot:
@@ -651,6 +686,24 @@ def compute(snapshot: Snapshot, as_of: date) -> pa.Table:
     finally:
         con.close()
     return withhold(_with_uncollected(table), snapshot.unknown)
+
+
+def compute_few(snapshot: Snapshot, as_of: date) -> pa.Table:
+    """:func:`compute` for the few persons of an explanation or a worklist page, remembered
+    by the snapshot's content and the date.
+
+    DuckDB plans and runs the feature SQL in a few hundred milliseconds however few the rows;
+    a web page asks again for the same persons' files, which rarely change between requests.
+    The snapshot is read (and audited) every time; only the computation is reused, and only
+    for a snapshot equal to one already computed, so the features are always those of the
+    file as read.
+    """
+    return _remembered(Keyed(snapshot, snapshot.fingerprint()), as_of)
+
+
+@lru_cache(maxsize=512)
+def _remembered(snapshot: Keyed[Snapshot], as_of: date) -> pa.Table:
+    return compute(snapshot.value, as_of)
 
 
 _ARROW_KIND = {Kind.BOOLEAN: pa.bool_(), Kind.INTEGER: pa.int64(), Kind.NUMBER: pa.float64(),

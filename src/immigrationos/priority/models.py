@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from immigrationos.core.clock import utcnow
@@ -70,8 +70,11 @@ class PriorityScore(PersonalData, Base):
 
     __tablename__ = "priority_scores"
     __table_args__ = (
-        Index("ix_priority_scores_worklist", "run_id", "office", "actionable", "tier_rank"),
-    )
+        # Only leads are ever listed on a worklist, so only leads are indexed: a run writes
+        # the index entries of its leads, not of every person (docs/benchmarks.md).
+        Index("ix_priority_scores_worklist", "run_id", "office", "actionable", "tier_rank",
+              sqlite_where=text("lead = 1"), postgresql_where=text("lead")),
+    )  # fmt: skip
 
     run_id: Mapped[str] = mapped_column(
         String(40), ForeignKey("priority_runs.id"), primary_key=True
@@ -84,7 +87,10 @@ class PriorityScore(PersonalData, Base):
     """A lead with no legal block at run time (re-checked whenever it is shown)."""
     score: Mapped[float] = mapped_column(Float)
     rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """The ids of the rules that fired, in the policy's order."""
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Per fired rule, the records behind it (``{t, id, src, d}``: table, id, source, date);
+    :func:`immigrationos.priority.evaluate.evidence_items` gives them as one list."""
     blocks: Mapped[list[Any]] = mapped_column(JSON, default=list)
     office: Mapped[str | None] = mapped_column(String(64))
     nationality: Mapped[str | None] = mapped_column(String(3))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 from sqlalchemy import select, update
 
@@ -62,7 +62,14 @@ def policy_of(gw: Gateway, policy_id: str) -> tuple[PriorityPolicy, Policy]:
     row = gw.session.get(PriorityPolicy, policy_id)
     if row is None:
         raise NotFound(f"no policy {policy_id!r} (see `immos priority policies`)")
-    return row, parse_policy(row.text, permissions(gw))
+    return row, _parsed(row.text, tuple(sorted(permissions(gw).items())))
+
+
+@lru_cache(maxsize=64)
+def _parsed(text: str, permitted: tuple[tuple[str, frozenset[str]], ...]) -> Policy:
+    """A policy text parsed and validated once per set of agreements (a version's text never
+    changes; parsing the YAML costs more than a worklist page's reads)."""
+    return parse_policy(text, dict(permitted))
 
 
 def in_force(gw: Gateway, name: str | None = None) -> PriorityPolicy:
@@ -181,38 +188,30 @@ class Scored:
 
 
 def score(policy: Policy, table: pa.Table) -> Scored:
-    """Evaluate and attach blocks, office, nationality and age band (no store involved)."""
-    result = evaluate.evaluate(policy, table)
-    con = duckdb.connect()
-    try:
-        con.register("s", result)
-        con.register("f", table)
-        out = con.sql(_ATTACH).to_arrow_table()
-        counts = _counts(con, out)
-    finally:
-        con.close()
-    return Scored(out, counts)
+    """Evaluate and attach actionability, blocks, office, nationality and age band, in the
+    same statement (no store involved)."""
+    out = evaluate.evaluate(policy, table, _ATTACH)
+    return Scored(out, _counts(out))
 
 
 _BANDS = " ".join(f"WHEN f.age_years < {hi} THEN '{label}'" for _, hi, label in AGE_BANDS)
-_ATTACH = f"""
-SELECT s.person_id, s.tier, s.tier_rank, s.lead, s.lead AND len(f.blocks) = 0 AS actionable,
-  s.score, s.rules, s.evidence, to_json(f.blocks)::VARCHAR AS blocks, f.office, f.nationality,
-  CASE WHEN f.age_years IS NULL THEN NULL {_BANDS} END AS age_band
-FROM s JOIN f USING (person_id) ORDER BY s.person_id
-"""
+_ATTACH = (
+    "f.lead AND len(f.blocks) = 0 AS actionable",
+    "CASE WHEN len(f.blocks) = 0 THEN '[]' ELSE to_json(f.blocks)::VARCHAR END AS blocks",
+    "f.office",
+    "f.nationality",
+    f"CASE WHEN f.age_years IS NULL THEN NULL {_BANDS} END AS age_band",
+)
 
 
-def _counts(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> dict[str, Any]:
-    con.register("o", scored)
-    rows = con.sql(
-        "SELECT tier, count(*), count(*) FILTER (WHERE actionable), "
-        "count(*) FILTER (WHERE lead AND NOT actionable) FROM o GROUP BY 1 ORDER BY 1"
-    ).fetchall()
+def _counts(scored: pa.Table) -> dict[str, Any]:
+    by_tier = scored.group_by("tier").aggregate([("lead", "sum"), ("actionable", "sum"),
+                                                  ("tier", "count")])  # fmt: skip
+    rows = sorted(by_tier.to_pylist(), key=lambda r: r["tier"])
     return {
-        "tiers": {t: n for t, n, _, _ in rows},
-        "actionable": sum(a for _, _, a, _ in rows),
-        "blocked_leads": sum(b for _, _, _, b in rows),
+        "tiers": {r["tier"]: r["tier_count"] for r in rows},
+        "actionable": sum(r["actionable_sum"] for r in rows),
+        "blocked_leads": sum(r["lead_sum"] - r["actionable_sum"] for r in rows),
     }
 
 
@@ -229,8 +228,8 @@ def score_index(
     gw.session.add(row)
     gw.session.flush()
     scored = score(policy, table)
-    columns = {name: scored.table.column(name) for name in scored.table.column_names}
-    columns["run_id"] = pa.array([row.id] * scored.table.num_rows, pa.string())
+    columns: dict[str, Any] = {n: scored.table.column(n) for n in scored.table.column_names}
+    columns["run_id"] = [row.id] * scored.table.num_rows
     event = PrioritiesScored(object_type="priority_scores", run_id=row.id, policy_id=policy.key,
                              index_version=index_version, count=scored.table.num_rows)  # fmt: skip
     gw.insert_bulk(PriorityScore, columns, event)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+import pyarrow as pa
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Mapped
 
 from immigrationos.accounts.models import User
 from immigrationos.core.clock import utcnow
@@ -83,12 +86,12 @@ def explain(
     row, policy = service.policy_of(gw, policy_id)
     as_of = as_of or utcnow().date()
     snapshot = features.read(gw, [person_id])
-    table = features.compute(snapshot, as_of)
+    table = features.compute_few(snapshot, as_of)
     if table.num_rows == 0:
         raise NotFound(f"no active person {person_id!r}")
     values = table.to_pylist()[0]
     tier, score, fired = evaluate.score_one(policy, values)
-    checked = evaluate.evaluate(policy, table).to_pylist()[0]
+    checked = _checked(policy, table)
     if (checked["tier"], checked["score"]) != (tier, score):  # the two forms must agree
         raise RuntimeError(f"policy {policy.key}: SQL and Python disagree for {person_id}")
     evidence = orjson.loads(checked["evidence"])
@@ -113,6 +116,19 @@ def explain(
     }  # fmt: skip
 
 
+def _checked(policy: Policy, table: pa.Table) -> dict[str, Any]:
+    """The SQL form's result for a one-person feature table, remembered like the features
+    (:func:`features.compute_few`): the same policy text over the same row gives the same."""
+    key = features.digest({"f": table}, policy.sha256.encode())
+    return _evaluated(features.Keyed((policy, table), key))
+
+
+@lru_cache(maxsize=512)
+def _evaluated(scored: features.Keyed[tuple[Policy, pa.Table]]) -> dict[str, Any]:
+    policy, table = scored.value
+    return dict(evaluate.evaluate(policy, table).to_pylist()[0])
+
+
 def _person(values: dict[str, Any]) -> dict[str, Any]:
     name = " ".join(v for v in (values.get("given_name"), values.get("family_name")) if v)
     return {"id": values["person_id"], "name": name, "nationality": values.get("nationality"),
@@ -132,11 +148,11 @@ def _tier(policy: Policy, tier_id: str) -> dict[str, Any]:
             "condition": conditions.describe(t.cond)}  # fmt: skip
 
 
-def _rule(policy: Policy, rule_id: str, evidence: list[dict[str, Any]]) -> dict[str, Any]:
+def _rule(policy: Policy, rule_id: str, evidence: dict[str, Any]) -> dict[str, Any]:
     r = policy.rule(rule_id)
     return {"id": r.id, "label": r.label, "kind": r.kind, "weight": r.signed_weight,
             "cites": r.cites, "condition": conditions.describe(r.cond),
-            "evidence": [e for e in evidence if e.get("rule") == r.id]}  # fmt: skip
+            "evidence": evaluate.evidence_items({r.id: evidence.get(r.id, [])})}  # fmt: skip
 
 
 def _withheld(gw: Gateway) -> dict[str, str]:
@@ -197,8 +213,7 @@ def worklist(
     if actionable is not None:
         rows = [r for r in rows if r["actionable"] is actionable]
     shown = rows[(page - 1) * size : page * size]
-    for item in shown:
-        _recheck(gw, item)
+    _recheck(gw, shown)
     return {
         "policy": policy_id, "run_id": run.id, "as_of": run.as_of.isoformat(),
         "index_version": run.index_version, "office": office, "officer": officer,
@@ -235,14 +250,12 @@ def _leads(
     skip: set[str],
     tier: str | None,
 ) -> list[dict[str, Any]]:
-    s = PriorityScore
-    stmt = select(s.person_id, s.tier, s.tier_rank, s.score, s.actionable, s.blocks, s.rules,
-                  s.office, Person.given_name, Person.family_name)  # fmt: skip
-    stmt = stmt.join(Person, Person.id == s.person_id).where(s.run_id == run.id)
-    if office:
-        stmt = stmt.where(s.office == office)
-    rows = gw.rows(stmt, PriorityScore, params={"worklist": run.id, "office": office})
+    """The run's leads after overrides: its stored leads and anyone an override touches."""
     overrides = _overrides(gw, policy.name)
+    rows = _score_rows(gw, run, office, PriorityScore.lead)
+    if overrides:
+        rows += _score_rows(gw, run, office, PriorityScore.person_id.in_(sorted(overrides)),
+                            ~PriorityScore.lead)  # fmt: skip
     out = []
     for r in rows:
         item = _item(policy, r, overrides.get(r.person_id))
@@ -250,6 +263,18 @@ def _leads(
             out.append(item)
     out.sort(key=lambda i: (not i["actionable"], i["tier_rank"], -i["score"], i["person_id"]))
     return out
+
+
+def _score_rows(
+    gw: Gateway, run: PriorityRun, office: str | None, *where: ColumnElement[bool] | Mapped[bool]
+) -> list[Any]:
+    s = PriorityScore
+    stmt = select(s.person_id, s.tier, s.tier_rank, s.score, s.actionable, s.blocks, s.rules,
+                  s.office, Person.given_name, Person.family_name)  # fmt: skip
+    stmt = stmt.join(Person, Person.id == s.person_id).where(s.run_id == run.id, *where)
+    if office:
+        stmt = stmt.where(s.office == office)
+    return list(gw.rows(stmt, PriorityScore, params={"worklist": run.id, "office": office}))
 
 
 def _overrides(gw: Gateway, policy_name: str) -> dict[str, PriorityOverride]:
@@ -279,16 +304,24 @@ def _item(policy: Policy, r: Any, o: PriorityOverride | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _recheck(gw: Gateway, item: dict[str, Any]) -> None:
-    """Ask the lifecycle guards again (today) for a lead about to be shown."""
+def _recheck(gw: Gateway, items: list[dict[str, Any]]) -> None:
+    """Ask the lifecycle guards again (today) for the leads about to be shown, in one read."""
+    if not items:
+        return
     today = utcnow().date()
-    values = features.compute(features.read(gw, [item["person_id"]]), today)
-    departed = _departed(values.to_pylist()[0]) if values.num_rows else None
-    checks = blocks.check(blocks.person_facts(gw, item["person_id"]), today, departed)
-    now = blocks.blocking(checks)
-    item["blocked_since_run"] = bool(now) and not item["blocks"]
-    item["blocks"] = now
-    item["actionable"] = item["lead"] and not now
+    ids = [item["person_id"] for item in items]
+    values = features.compute_few(features.read(gw, ids), today)
+    departed = {
+        row["person_id"]: _departed(row)
+        for row in values.select(["person_id", "departed_on", "back_on", "ev_dep"]).to_pylist()
+    }
+    files = blocks.persons_facts(gw, ids)
+    for item in items:
+        checks = blocks.check(files[item["person_id"]], today, departed.get(item["person_id"]))
+        now = blocks.blocking(checks)
+        item["blocked_since_run"] = bool(now) and not item["blocks"]
+        item["blocks"] = now
+        item["actionable"] = item["lead"] and not now
 
 
 # -- what-if --------------------------------------------------------------------------------

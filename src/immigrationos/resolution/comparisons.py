@@ -2,10 +2,12 @@
 
 Each comparison is an ordered list of levels; each level's condition is a small expression
 (:class:`Expr`) that compiles to SQL for a Splink dialect (DuckDB by default, Spark to scale
-out) and evaluates in Python on two feature rows. Splink trains and predicts with the SQL;
-the incremental linker (:mod:`immigrationos.resolution.incremental`) scores with the Python
-form, so a fresh encounter is scored by exactly the model that built the index (a test checks
-both agree on sampled pairs).
+out), evaluates in Python on two feature rows, and evaluates on one row against many at once
+(:meth:`Expr.many`, NumPy over :class:`Columns`). Splink trains and predicts with the SQL;
+the incremental linker (:mod:`immigrationos.resolution.incremental`) and the departure matcher
+score with the array form, and single pairs (reviews, explanations) with the Python form, so a
+fresh record is scored by exactly the model that built the index (tests check that all three
+agree on sampled pairs).
 
 A tiny expression language is written here because Splink's level creators produce SQL only;
 nothing maintained gives one definition both a SQL and a Python evaluation.
@@ -13,14 +15,65 @@ nothing maintained gives one definition both a SQL and a Python evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Any, Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.process import cdist
 
 Dialect = Literal["duckdb", "spark"]
 Row = Mapping[str, Any]
+Bools = npt.NDArray[np.bool_]
+Mask = Bools | bool
+"""Per right-hand row, whether a condition holds; a plain bool when it holds for all or none
+(the left row alone decides it, as when its value is missing)."""
+
+
+class Columns(Protocol):
+    """The right-hand sides of many pairs at once (one record's candidates), column by column.
+
+    Values are compared by their 64-bit hash (:meth:`key`; 0 stands for missing, and for a
+    list column :meth:`hashes` numbers its distinct lists, 0 the empty one), so most
+    conditions are a few array operations whatever the number of candidates.
+    """
+
+    def __len__(self) -> int: ...
+
+    def key(self, value: Any) -> int:
+        """The hash of one value, as the columns store it."""
+        ...
+
+    def hashes(self, col: str) -> npt.NDArray[np.uint64]:
+        """Each row's value hashed (a list: its number); 0 where it is missing or empty."""
+        ...
+
+    def where_set(self, col: str, test: Callable[[frozenset[str]], bool]) -> Bools:
+        """Whether ``test`` holds for each row's list column as a set (tested once per
+        distinct set)."""
+        ...
+
+    def scored_text(
+        self, col: str, score: Callable[[list[str]], npt.NDArray[Any]]
+    ) -> npt.NDArray[Any]:
+        """``score`` of the rows' values as text, one result per row (scored once per
+        distinct value; "" where missing)."""
+        ...
+
+    def flags(self, col: str) -> Bools:
+        """Each row's boolean value, false where missing."""
+        ...
+
+
+def _any_equal(values: npt.NDArray[np.uint64], keys: Iterable[int]) -> Mask:
+    """Whether each value equals one of ``keys``."""
+    found: Mask = False
+    for k in keys:
+        found = found | (values == np.uint64(k))
+    return found
 
 
 class Expr:
@@ -31,6 +84,16 @@ class Expr:
 
     def test(self, l: Row, r: Row) -> bool:
         raise NotImplementedError
+
+    def many(self, l: Row, r: Columns) -> Mask:
+        """:meth:`test` of ``l`` against every row of ``r`` at once."""
+        raise NotImplementedError
+
+    def columns(self) -> tuple[str, ...]:
+        """The feature columns the condition reads (its ``col`` and ``other``, its parts')."""
+        own = [getattr(self, name, None) for name in ("col", "other")]
+        parts: tuple[Expr, ...] = getattr(self, "parts", ())
+        return (*(c for c in own if isinstance(c, str)), *(c for p in parts for c in p.columns()))
 
 
 def _empty(value: Any) -> bool:
@@ -55,6 +118,9 @@ class Missing(Expr):
     def test(self, l: Row, r: Row) -> bool:
         return _empty(l.get(self.col)) or _empty(r.get(self.col))
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        return True if _empty(l.get(self.col)) else r.hashes(self.col) == 0
+
 
 @dataclass(frozen=True)
 class Eq(Expr):
@@ -69,6 +135,10 @@ class Eq(Expr):
     def test(self, l: Row, r: Row) -> bool:
         a, b = l.get(self.col), r.get(self.other or self.col)
         return a is not None and b is not None and a == b
+
+    def many(self, l: Row, r: Columns) -> Mask:
+        a = l.get(self.col)
+        return False if a is None else r.hashes(self.other or self.col) == np.uint64(r.key(a))
 
 
 @dataclass(frozen=True)
@@ -85,11 +155,20 @@ class Overlap(Expr):
         a, b = l.get(self.col) or (), r.get(self.col) or ()
         return bool(set(a) & set(b))
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        a = frozenset(l.get(self.col) or ())
+        if not a:
+            return False
+        return r.where_set(self.col, lambda b: not a.isdisjoint(b))
+
 
 @dataclass(frozen=True)
 class Swapped(Expr):
     """Given and family names exchanged: each side's first given name is among the other's
     surnames and its first surname among the other's given names."""
+
+    def columns(self) -> tuple[str, ...]:
+        return ("given_first", "family_first", "given_tokens", "family_tokens")
 
     def sql(self, dialect: Dialect) -> str:
         fn = "list_contains" if dialect == "duckdb" else "array_contains"
@@ -114,6 +193,22 @@ class Swapped(Expr):
 
         return one(l, r) or one(r, l)
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        g, f = l.get("given_first"), l.get("family_first")
+        # l's first names among r's tokens, then r's first names among l's tokens.
+        forward: Mask = False
+        if g is not None and f is not None:
+            forward = r.where_set("family_tokens", lambda b: g in b) & r.where_set(
+                "given_tokens", lambda b: f in b
+            )
+        family, given = l.get("family_tokens") or (), l.get("given_tokens") or ()
+        backward: Mask = False
+        if family and given:
+            backward = _any_equal(r.hashes("given_first"), {r.key(t) for t in family}) & (
+                _any_equal(r.hashes("family_first"), {r.key(t) for t in given})
+            )
+        return forward | backward
+
 
 @dataclass(frozen=True)
 class JaroWinklerAtLeast(Expr):
@@ -132,6 +227,13 @@ class JaroWinklerAtLeast(Expr):
             return False
         return bool(JaroWinkler.similarity(a, b) >= self.threshold)
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        a = l.get(self.col)
+        if a is None:
+            return False
+        similar = r.scored_text(self.col, _distances(a, JaroWinkler.similarity, np.float64))
+        return (similar >= self.threshold) & (r.hashes(self.col) != 0)
+
 
 @dataclass(frozen=True)
 class EditsAtMost(Expr):
@@ -147,6 +249,13 @@ class EditsAtMost(Expr):
         a, b = l.get(self.col), r.get(self.col)
         return a is not None and b is not None and Levenshtein.distance(a, b) <= self.edits
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        a = l.get(self.col)
+        if a is None:
+            return False
+        edits = r.scored_text(self.col, _distances(a, Levenshtein.distance, np.int64))
+        return (edits <= self.edits) & (r.hashes(self.col) != 0)
+
 
 @dataclass(frozen=True)
 class YearsApart(Expr):
@@ -161,6 +270,12 @@ class YearsApart(Expr):
     def test(self, l: Row, r: Row) -> bool:
         a, b = l.get(self.col), r.get(self.col)
         return a is not None and b is not None and abs(a - b) == self.years
+
+    def many(self, l: Row, r: Columns) -> Mask:
+        a = l.get(self.col)
+        if a is None:
+            return False
+        return _any_equal(r.hashes(self.col), {r.key(a - self.years), r.key(a + self.years)})
 
 
 @dataclass(frozen=True)
@@ -184,6 +299,13 @@ class Flag(Expr):
             return a
         return (a or b) if self.side == "either" else not (a or b)
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        a = bool(l.get(self.col))
+        if self.side == "left" or a:
+            return a if self.side != "neither" else False
+        b = r.flags(self.col)
+        return b if self.side == "either" else ~b
+
 
 @dataclass(frozen=True)
 class All(Expr):
@@ -195,6 +317,14 @@ class All(Expr):
     def test(self, l: Row, r: Row) -> bool:
         return all(p.test(l, r) for p in self.parts)
 
+    def many(self, l: Row, r: Columns) -> Mask:
+        out: Mask = True
+        for part in self.parts:
+            out = out & part.many(l, r)
+            if out is False:
+                break
+        return out
+
 
 @dataclass(frozen=True)
 class AnyOf(Expr):
@@ -205,6 +335,14 @@ class AnyOf(Expr):
 
     def test(self, l: Row, r: Row) -> bool:
         return any(p.test(l, r) for p in self.parts)
+
+    def many(self, l: Row, r: Columns) -> Mask:
+        out: Mask = False
+        for part in self.parts:
+            out = out | part.many(l, r)
+            if out is True:
+                break
+        return out
 
 
 @dataclass(frozen=True)
@@ -230,6 +368,45 @@ class Comparison:
             if level.expr is None or level.expr.test(l, r):
                 return i
         return len(self.levels) - 1
+
+    def level_masks(
+        self, l: Row, r: Columns, width: int, seen: dict[int, Mask] | None = None
+    ) -> list[Bools]:
+        """:meth:`level_of` of ``l`` against every row of ``r``, as ``width`` masks (at least
+        the number of levels): mask ``n`` says where level ``n``'s condition holds, and the
+        level of a pair is the first mask that holds for it (the masks after the last level,
+        and after a level that holds everywhere, hold everywhere). ``seen`` keeps conditions
+        already evaluated for the same ``l`` and ``r`` (given and family names share
+        :class:`Swapped`)."""
+        seen = {} if seen is None else seen
+        masks: list[Bools] = []
+        for level in self.levels:
+            expr = level.expr
+            if expr is None:
+                break
+            key = _SAME.get(id(expr), id(expr))
+            if key not in seen:
+                seen[key] = expr.many(l, r)
+            holds = seen[key]
+            if holds is True:
+                break
+            masks.append(_constant(len(r), False) if holds is False else holds)
+        return masks + [_constant(len(r), True)] * (width - len(masks))
+
+
+@lru_cache(maxsize=64)
+def _constant(count: int, value: bool) -> Bools:
+    """A read-only array of ``count`` times ``value`` (shared: made once per size)."""
+    out = np.full(count, value, dtype=np.bool_)
+    out.flags.writeable = False
+    return out
+
+
+def _distances(
+    value: str, scorer: Any, dtype: type[np.generic]
+) -> Callable[[Sequence[str]], npt.NDArray[Any]]:
+    """``scorer`` of ``value`` against many (rapidfuzz's batch call, the same scorer)."""
+    return lambda others: cdist([value], others, scorer=scorer, dtype=dtype, workers=1)[0]
 
 
 def _null(col: str, label: str, is_list: bool = False) -> Level:
@@ -341,6 +518,46 @@ COMPARISONS: tuple[Comparison, ...] = (
     _identifier("nationality", "nationality", "Nationality (an immigration fact): exact."),
     _identifier("sex", "sex", "Sex: exact."),
 )
+
+
+def compared_columns() -> tuple[str, ...]:
+    """Every feature column some level reads."""
+    found = [c for comparison in COMPARISONS for level in comparison.levels
+             for c in (*(level.expr.columns() if level.expr else ()),
+                       *([level.tf] if level.tf else []))]  # fmt: skip
+    return tuple(dict.fromkeys(found))
+
+
+def text_columns() -> tuple[str, ...]:
+    """The columns some level reads as text: edit distances, Jaro-Winkler, term frequency,
+    and first names looked up among the other side's name tokens."""
+
+    def walk(expr: Expr | None) -> Iterable[str]:
+        if isinstance(expr, (JaroWinklerAtLeast, EditsAtMost)):
+            yield expr.col
+        elif isinstance(expr, Swapped):
+            yield from ("given_first", "family_first")
+        elif isinstance(expr, (All, AnyOf)):
+            for part in expr.parts:
+                yield from walk(part)
+
+    found = [c for comparison in COMPARISONS for level in comparison.levels
+             for c in (*walk(level.expr), *([level.tf] if level.tf else []))]  # fmt: skip
+    return tuple(dict.fromkeys(found))
+
+
+def _same_conditions() -> dict[int, int]:
+    """Each level condition of :data:`COMPARISONS` (by object) → the first equal one's."""
+    first: dict[Expr, int] = {}
+    return {
+        id(level.expr): first.setdefault(level.expr, id(level.expr))
+        for comparison in COMPARISONS
+        for level in comparison.levels
+        if level.expr is not None
+    }
+
+
+_SAME = _same_conditions()
 
 
 def comparison_dicts(dialect: Dialect) -> list[dict[str, Any]]:

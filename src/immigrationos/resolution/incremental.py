@@ -8,7 +8,10 @@ from the database (the service persists what :meth:`LinkIndex.link` decides):
 - candidates come from the same blocking rules the batch run uses
   (:data:`~immigrationos.resolution.model.BLOCKING_RULES`), each turned into a key lookup;
 - every candidate pair is scored by :class:`~immigrationos.resolution.model.Parameters`,
-  i.e. the trained Splink model evaluated in Python (a test checks it agrees with Splink);
+  i.e. the trained Splink model evaluated in Python (a test checks it agrees with Splink):
+  all candidates of a record at once over the index's columns as arrays
+  (:mod:`~immigrationos.resolution.columns`), or, for up to :data:`PAIRWISE` candidates,
+  pair by pair on rows read back from those columns (both give the same weights to the bit);
 - the pairs are aggregated per person (the best pair speaks for the person) and banded:
   linked, review (including a possible merge of two persons, never done automatically), or
   new, with a fresh id from :func:`~immigrationos.resolution.cluster.new_person_id`.
@@ -17,14 +20,14 @@ Why the blocking index is written here: a dict of Python lists per rule costs a 
 bytes per key (gigabytes at a million persons) and minutes of interpreter time to build.
 Instead each rule key is a 64-bit hash (BLAKE2b of each value, mixed in order) kept as a
 sorted NumPy array beside the row numbers it stands for: built with array operations, about
-12 bytes per record and rule, looked up by binary search. A hash collision only adds a
-candidate that scoring then rejects. Records added after the build sit in small dicts
+12 bytes per record and rule, looked up by binary search within the stretch a directory of
+the keys' top bits points to (:class:`SortedKeys`). A hash collision only adds a candidate
+that scoring then rejects. Records added after the build sit in small dicts
 beside the arrays. The index is not thread-safe for :meth:`LinkIndex.add`; serialise writers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,7 +40,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from immigrationos.resolution.cluster import new_person_id
-from immigrationos.resolution.model import BLOCKING_RULES, ModelDoc, Parameters, Score
+from immigrationos.resolution.columns import Candidates, FeatureColumns, column_hashes, value_hash
+from immigrationos.resolution.model import (
+    BLOCKING_RULES,
+    EachScore,
+    ModelDoc,
+    PairScores,
+    Parameters,
+    Score,
+)
 from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
 
 Band = Literal["linked", "review", "new"]
@@ -49,9 +60,15 @@ Rows = npt.NDArray[np.int64]
 MAX_BLOCK = 2_000
 #: Persons listed in a decision's explanation (the best first; the count covers all).
 EXPLAINED_PERSONS = 10
+#: Up to this many candidates are scored pair by pair; more, as arrays (each array operation
+#: has a fixed cost of a few microseconds, each pair in Python some tens).
+PAIRWISE = 4
 TF_COLUMNS = ("given", "family")
 #: The exact lookup of a travel document: its number and issuing country (departure matching).
 DOCUMENT_COLUMNS = ("passport_no", "passport_country")
+#: What a document holder is read with (:class:`DocumentHolder`): enough to tell, without
+#: scoring, whether its birth date and first names agree with the record looked up.
+HOLDER_COLUMNS = ("unique_id", *DOCUMENT_COLUMNS, "dob", "given_first", "family_first")
 
 _MASK = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15
@@ -59,13 +76,6 @@ _TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$")
 
 
 # -- blocking keys ----------------------------------------------------------------------------
-
-
-def value_hash(value: Any) -> int:
-    """A stable 64-bit hash of one key value (the same in every process and for every column,
-    so that a rule comparing two different columns finds equal values)."""
-    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
 
 
 def key_hash(values: Iterable[Any]) -> int:
@@ -111,39 +121,62 @@ def probes_of(rules: Iterable[tuple[str, str]] = BLOCKING_RULES) -> list[Probe]:
     return [p for label, sql in rules for p in parse_rule(label, sql)]
 
 
-def _column_hashes(column: pa.ChunkedArray) -> tuple[Hashes, npt.NDArray[np.bool_]]:
-    """Per row, the hash of its value and whether it has one (distinct values hashed once)."""
-    encoded = pc.dictionary_encode(column.combine_chunks())
-    assert isinstance(encoded, pa.DictionaryArray)
-    distinct = np.array([value_hash(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
-    valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
-    codes = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
-    hashes = distinct[codes] if len(distinct) else np.zeros(len(codes), dtype=np.uint64)
-    return hashes, valid
+class SortedKeys:
+    """Sorted 64-bit keys with a directory by their top 16 bits, so that finding one key
+    searches a few dozen neighbours (a cache line or two) instead of the whole array: a
+    binary search over millions of keys misses the cache at most of its twenty-odd steps."""
+
+    BITS = 16
+
+    def __init__(self, keys: Hashes) -> None:
+        self.keys = keys
+        tops = np.arange(1 << self.BITS, dtype=np.uint64) << np.uint64(64 - self.BITS)
+        self._directory = [*np.searchsorted(keys, tops).tolist(), len(keys)]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes) + 8 * len(self._directory)
+
+    def span(self, key: int) -> tuple[int, int]:
+        """Where ``key`` sits: ``keys[lo:hi]`` are the ones equal to it."""
+        top = key >> (64 - self.BITS)
+        lo, hi = self._directory[top], self._directory[top + 1]
+        if lo == hi:
+            return lo, lo
+        if key == _MASK:
+            return lo + int(np.searchsorted(self.keys[lo:hi], np.uint64(key))), hi
+        ends = self.keys[lo:hi].searchsorted(np.array([key, key + 1], dtype=np.uint64))
+        first, last = ends.tolist()
+        return lo + first, lo + last
 
 
 @dataclass
 class _Block:
     """One probe's sorted keys and the rows behind them, plus rows added since the build."""
 
-    keys: Hashes
+    keys: SortedKeys
     rows: Rows
     added: dict[int, list[int]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, columns: list[tuple[Hashes, npt.NDArray[np.bool_]]]) -> _Block:
-        key = np.zeros(len(columns[0][0]), dtype=np.uint64)
+    def build(cls, columns: list[Hashes]) -> _Block:
+        """From each rule column's value hashes (0: missing, which leaves the row out)."""
+        key = np.zeros(len(columns[0]), dtype=np.uint64)
         valid = np.ones(len(key), dtype=np.bool_)
-        for hashes, has in columns:
+        for hashes in columns:
             key = key * np.uint64(_MIX) + hashes
-            valid &= has
+            valid &= hashes != 0
         rows = np.flatnonzero(valid)
         order = np.argsort(key[rows], kind="stable")
-        return cls(keys=key[rows][order], rows=rows[order].astype(np.int64))
+        return cls(keys=SortedKeys(key[rows][order]), rows=rows[order].astype(np.int64))
 
     def lookup(self, key: int) -> Rows:
-        k = np.uint64(key)
-        lo, hi = np.searchsorted(self.keys, k, "left"), np.searchsorted(self.keys, k, "right")
+        """The rows of ``key``, ascending and each once (the indexed rows sort by row within
+        a key, and the added ones come after them in order)."""
+        lo, hi = self.keys.span(key)
         extra = self.added.get(key)
         found = self.rows[lo:hi]
         return np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found
@@ -195,6 +228,7 @@ class DocumentHolder:
     row: int
     person_id: str
     features: dict[str, Any]
+    """Its :data:`HOLDER_COLUMNS`."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +238,26 @@ class Candidate:
     person_id: str
     record_id: str
     score: Score
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The persons blocked with a record, ranked by their best pair (best first)."""
+
+    weights: npt.NDArray[np.float64]
+    """Each person's best match weight, best first."""
+    leaders: list[Candidate]
+    """The first persons (ties broken by person id); only the first carries the contributions
+    of its pair (the others' are left empty), the explanation needs no more."""
+    pairs: int
+    """Candidate pairs scored."""
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.leaders[0] if self.leaders else None
 
 
 @dataclass
@@ -229,11 +283,17 @@ class LinkDecision:
 
 def band_of(ranked: list[Candidate], doc: ModelDoc) -> tuple[Band, str]:
     """The band for persons ranked by best weight, and the reason in words."""
-    if not ranked or ranked[0].score.match_weight < doc.review_weight:
+    return band_of_weights([c.score.match_weight for c in ranked], doc)
+
+
+def band_of_weights(weights: npt.ArrayLike, doc: ModelDoc) -> tuple[Band, str]:
+    """:func:`band_of` from the persons' best weights, best first."""
+    best = np.asarray(weights, dtype=np.float64)
+    if not len(best) or best[0] < doc.review_weight:
         return "new", "no person reaches the review weight"
-    above = [c for c in ranked if c.score.match_weight >= doc.link_weight]
-    if len(above) > 1:
-        return "review", f"{len(above)} persons reach the link weight: a possible merge"
+    above = int(np.count_nonzero(best >= doc.link_weight))
+    if above > 1:
+        return "review", f"{above} persons reach the link weight: a possible merge"
     if above:
         return "linked", "one person reaches the link weight"
     return "review", "the best person is between the review and link weights"
@@ -276,24 +336,25 @@ class LinkIndex:
         self.probes = probes
         self._blocks = blocks
         self._table = table
-        self._base_codes = person_codes
+        self._codes = person_codes
+        """Every row's person code (indexed and added rows; grows with :attr:`features`)."""
         self._persons = persons
         self._code_of = {p: i for i, p in enumerate(persons)}
         self._taken = set(persons)
         self._uid_keys, self._uid_rows = _uid_index(table.column("unique_id"))
         self._added_rows: list[dict[str, Any]] = []
-        self._added_codes: list[int] = []
         self._added_uids: dict[str, int] = {}
         self.tf = {c: TermFrequencies.of(table.column(c)) for c in TF_COLUMNS}
         self._documents: _Block | None = None
         self._columns: dict[str, list[Any]] | None = None
+        self.features = FeatureColumns(table)
 
     def materialize(self) -> None:
-        """Hold the feature columns as Python lists, so reading a candidate row costs a few
-        microseconds instead of an Arrow take (about a millisecond). For a long-lived index
-        (the departure matcher); it costs some hundreds of bytes a record."""
+        """Hold the :data:`HOLDER_COLUMNS` as Python lists, so reading a document holder or
+        a record id costs a microsecond instead of an Arrow take (about a millisecond). For
+        a long-lived index (the departure matcher); it costs about 300 bytes a record."""
         if self._columns is None:
-            self._columns = {c: self._table.column(c).to_pylist() for c in self._table.column_names}
+            self._columns = {c: self._table.column(c).to_pylist() for c in HOLDER_COLUMNS}
 
     @classmethod
     def build(
@@ -311,9 +372,7 @@ class LinkIndex:
         table = features.select(FEATURE_SCHEMA.names).combine_chunks()
         codes, persons = _person_codes(table.column("unique_id").to_pylist(), person_of)
         probes = probes_of(rules)
-        hashed = {
-            c: _column_hashes(table.column(c)) for c in {c for p in probes for c in p.indexed}
-        }
+        hashed = {c: column_hashes(table.column(c)) for c in {c for p in probes for c in p.indexed}}
         blocks = [_Block.build([hashed[c] for c in p.indexed]) for p in probes]
         index = cls(table, codes, persons, doc, probes, blocks)
         index._taken.update(known_person_ids)
@@ -334,18 +393,15 @@ class LinkIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays (features, blocking keys, record ids; not Python objects)."""
-        arrays = self._uid_keys.nbytes + self._uid_rows.nbytes + self._base_codes.nbytes
-        return int(self._table.nbytes + arrays + sum(b.nbytes for b in self._blocks))
+        arrays = self._uid_keys.nbytes + self._uid_rows.nbytes + self._codes.nbytes
+        return int(self._table.nbytes + arrays + sum(b.nbytes for b in self._blocks)
+                   + self.features.nbytes)  # fmt: skip
 
     def row_of(self, unique_id: str) -> int | None:
         """The row number of a record, or None if it is not in the index."""
         if unique_id in self._added_uids:
             return self._added_uids[unique_id]
-        k = np.uint64(value_hash(unique_id))
-        lo, hi = (
-            np.searchsorted(self._uid_keys, k, "left"),
-            np.searchsorted(self._uid_keys, k, "right"),
-        )
+        lo, hi = self._uid_keys.span(value_hash(unique_id))
         for row in self._uid_rows[lo:hi]:
             if self._table.column("unique_id")[int(row)].as_py() == unique_id:
                 return int(row)
@@ -356,20 +412,29 @@ class LinkIndex:
         return None if row is None else self._persons[self._code(row)]
 
     def _code(self, row: int) -> int:
-        base = self._table.num_rows
-        return int(self._base_codes[row]) if row < base else self._added_codes[row - base]
+        return int(self._codes[row])
 
-    def _rows(self, rows: Rows) -> list[dict[str, Any]]:
-        """Feature rows by row number; ``rows`` sorted, so indexed rows come before added."""
+    def _record_id(self, row: int) -> str:
         base = self._table.num_rows
-        old = rows[rows < base]
+        if row >= base:
+            return str(self._added_rows[row - base]["unique_id"])
+        if self._columns is not None:
+            return str(self._columns["unique_id"][row])
+        return str(self._table.column("unique_id")[row].as_py())
+
+    def _holders(self, rows: Rows) -> list[dict[str, Any]]:
+        """The :data:`HOLDER_COLUMNS` of rows by number; ``rows`` sorted, so indexed rows come
+        before added."""
+        base = self._table.num_rows
+        old = rows if not len(rows) or rows[-1] < base else rows[rows < base]
         if self._columns is not None:
             cols = self._columns.items()
             fetched = [{c: values[i] for c, values in cols} for i in old.tolist()]
         else:
-            fetched = self._table.take(pa.array(old)).to_pylist() if len(old) else []
-        fetched += [self._added_rows[int(r) - base] for r in rows[rows >= base]]
-        return fetched
+            taken = self._table.select(list(HOLDER_COLUMNS)).take(pa.array(old))
+            fetched = taken.to_pylist() if len(old) else []
+        added = [self._added_rows[r - base] for r in rows[len(old) :].tolist()]
+        return fetched + [{c: stored[c] for c in HOLDER_COLUMNS} for stored in added]
 
     # -- linking ------------------------------------------------------------------------------
 
@@ -386,7 +451,10 @@ class LinkIndex:
                 skipped.append(probe.label)
             elif len(rows):
                 found.append(rows)
-        rows = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+        if len(found) > 1:
+            rows = np.unique(np.concatenate(found))
+        else:
+            rows = found[0] if found else np.empty(0, dtype=np.int64)
         own = self.row_of(str(row.get("unique_id")))
         return (rows[rows != own] if own is not None else rows), skipped
 
@@ -399,29 +467,28 @@ class LinkIndex:
         if any(v is None for v in values):
             return []
         if self._documents is None:
-            self._documents = _Block.build(
-                [_column_hashes(self._table.column(c)) for c in DOCUMENT_COLUMNS]
-            )
             base = self._table.num_rows
+            self._documents = _Block.build(
+                [self.features.column(c)[:base] for c in DOCUMENT_COLUMNS]
+            )
             for i, added in enumerate(self._added_rows):
                 self._index_document(added, base + i)
-        rows = np.unique(self._documents.lookup(key_hash(values)))
+        rows = self._documents.lookup(key_hash(values))
         return [
             DocumentHolder(int(n), self._persons[self._code(int(n))], partner)
-            for n, partner in zip(rows.tolist(), self._rows(rows), strict=True)
+            for n, partner in zip(rows.tolist(), self._holders(rows), strict=True)
             if all(partner.get(c) == v for c, v in zip(DOCUMENT_COLUMNS, values, strict=True))
         ]
 
     def by_document(
         self, row: Mapping[str, Any], holders: list[DocumentHolder] | None = None
-    ) -> list[Candidate]:
+    ) -> Ranking:
         """Persons holding the record's document, each with its best-scoring pair, best first
         (the record itself left out); ``holders`` when :meth:`document_rows` already ran."""
         found = self.document_rows(row) if holders is None else holders
         own = self.row_of(str(row.get("unique_id")))
-        found = [h for h in found if h.row != own]
-        rows = np.array([h.row for h in found], dtype=np.int64)
-        return self._best_per_person(row, rows, [h.features for h in found])
+        rows = np.array([h.row for h in found if h.row != own], dtype=np.int64)
+        return self.rank(row, rows)
 
     def _index_document(self, stored: Mapping[str, Any], number: int) -> None:
         values = [stored.get(c) for c in DOCUMENT_COLUMNS]
@@ -441,41 +508,80 @@ class LinkIndex:
 
     def _link(self, row: Mapping[str, Any], timer: _Timer) -> LinkDecision:
         rows, skipped = self.candidates(row)
-        partners = self._rows(rows)
         timer.mark("candidates")
-        ranked = self._best_per_person(row, rows, partners)
+        ranked = self.rank(row, rows)
         timer.mark("scoring")
-        return self._decide(row, ranked, len(partners), skipped, timer)
+        return self._decide(row, ranked, skipped, timer)
 
-    def _best_per_person(
-        self, row: Mapping[str, Any], rows: Rows, partners: list[dict[str, Any]]
-    ) -> list[Candidate]:
-        tf: dict[str, Mapping[str, float]] = dict(self.tf)
-        best: dict[int, Candidate] = {}
-        for number, partner in zip(rows.tolist(), partners, strict=True):
-            score = self.params.score(row, partner, tf)
+    def rank(self, row: Mapping[str, Any], rows: Rows, leaders: int = EXPLAINED_PERSONS) -> Ranking:
+        """Score ``row`` against the index rows ``rows`` (sorted), keep each person's best
+        pair (the first row of equal best weight), and rank the persons by that weight, then
+        by person id; ``leaders`` persons are named."""
+        if not len(rows):
+            return Ranking(np.empty(0), [], 0)
+        if len(rows) <= PAIRWISE:
+            return self._rank_few(row, rows, leaders)
+        scores = self.params.score_many(row, Candidates(self.features, rows), self.tf)
+        codes = self._codes[rows]
+        weights = scores.weights
+        order = np.lexsort((-weights, codes))  # stable: equal weights keep row order
+        ordered = codes[order]
+        first = np.ones(len(order), dtype=np.bool_)
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        best = order[first]  # each person's best pair
+        best_weights = weights[best]
+        by_weight = np.argsort(-best_weights, kind="stable")
+        ranked = best_weights[by_weight]
+        named = min(leaders, len(best))
+        # Persons tied with the last one named are ordered by id too, as a full sort would.
+        tied = by_weight[: int(np.searchsorted(-ranked, -ranked[named - 1], side="right"))]
+        person = self._persons
+        chosen = sorted(tied.tolist(), key=lambda j: (-best_weights[j], person[codes[best[j]]]))
+        chosen = chosen[:named]
+        pairs = [int(best[j]) for j in chosen]
+        named_ones = [self._candidate(scores, rows, pairs[0])] + [
+            self._candidate(scores, rows, pair, float(weights[pair])) for pair in pairs[1:]
+        ]
+        return Ranking(ranked, named_ones, len(rows))
+
+    def _rank_few(self, row: Mapping[str, Any], rows: Rows, leaders: int) -> Ranking:
+        """:meth:`rank` pair by pair, for a few candidates."""
+        mine = self.features.stored(row)
+        scores = EachScore([self.params.score(mine, r, self.tf) for r in self.features.rows(rows)])
+        weights = [s.match_weight for s in scores.scores]
+        best: dict[int, int] = {}
+        for pair, number in enumerate(rows.tolist()):
             code = self._code(number)
-            held = best.get(code)
-            if held is None or score.match_weight > held.score.match_weight:
-                best[code] = Candidate(self._persons[code], partner["unique_id"], score)
-        return sorted(best.values(), key=lambda c: (-c.score.match_weight, c.person_id))
+            if code not in best or weights[pair] > weights[best[code]]:
+                best[code] = pair
+        order = sorted(best.items(), key=lambda item: (-weights[item[1]], self._persons[item[0]]))
+        named = [pair for _, pair in order[:leaders]]
+        return Ranking(
+            np.array([weights[pair] for _, pair in order], dtype=np.float64),
+            [self._candidate(scores, rows, pair, weights[pair] if n else None)
+             for n, pair in enumerate(named)],
+            len(rows),
+        )  # fmt: skip
+
+    def _candidate(
+        self, scores: PairScores | EachScore, rows: Rows, pair: int, weight: float | None = None
+    ) -> Candidate:
+        """The pair's candidate; with ``weight``, its score without contributions."""
+        score = scores.score(pair) if weight is None else Score(weight, ())
+        person = self._persons[self._code(int(rows[pair]))]
+        return Candidate(person, self._record_id(int(rows[pair])), score)
 
     def _decide(
-        self,
-        row: Mapping[str, Any],
-        ranked: list[Candidate],
-        pairs: int,
-        skipped: list[str],
-        timer: _Timer,
+        self, row: Mapping[str, Any], ranked: Ranking, skipped: list[str], timer: _Timer
     ) -> LinkDecision:
-        band, reason = band_of(ranked, self.doc)
-        top = ranked[0] if ranked else None
+        band, reason = band_of_weights(ranked.weights, self.doc)
+        top = ranked.top
         if band == "new" or top is None:
             person = new_person_id([str(row.get("unique_id"))], self._taken)
         else:
             person = top.person_id
         timer.mark("decision")
-        explanation = _explain(reason, top, ranked, pairs, skipped, timer)
+        explanation = _explain(reason, ranked, skipped, timer)
         weight = top.score.match_weight if top else None
         return LinkDecision(
             band, person, weight, top.score.probability if top else None, explanation
@@ -491,8 +597,13 @@ class LinkIndex:
         number = len(self)
         stored = {**{c: row.get(c) for c in FEATURE_SCHEMA.names}, "unique_id": unique_id}
         self._added_rows.append(stored)
-        self._added_codes.append(self._person_code(person_id))
         self._added_uids[unique_id] = number
+        if self.features.append(stored) != number:
+            raise AssertionError("the feature columns and the index disagree on row numbers")
+        if number >= len(self._codes):
+            more = np.zeros(number // 4 + 1024, dtype=self._codes.dtype)
+            self._codes = np.concatenate([self._codes, more])
+        self._codes[number] = self._person_code(person_id)
         for probe, block in zip(self.probes, self._blocks, strict=True):
             values = [stored.get(c) for c in probe.indexed]
             if all(v is not None for v in values):
@@ -524,26 +635,20 @@ def _person_codes(
     return codes, list(code_of)
 
 
-def _uid_index(column: pa.ChunkedArray) -> tuple[Hashes, Rows]:
+def _uid_index(column: pa.ChunkedArray) -> tuple[SortedKeys, Rows]:
     """Sorted record-id hashes and their row numbers, to find a record by id."""
-    keys = np.fromiter((value_hash(u) for u in column.to_pylist()), np.uint64, len(column))
+    keys = column_hashes(column)
     order = np.argsort(keys, kind="stable")
-    return keys[order], order.astype(np.int64)
+    return SortedKeys(keys[order]), order.astype(np.int64)
 
 
-def _explain(
-    reason: str,
-    top: Candidate | None,
-    ranked: list[Candidate],
-    pairs: int,
-    skipped: list[str],
-    timer: _Timer,
-) -> dict[str, Any]:
+def _explain(reason: str, ranked: Ranking, skipped: list[str], timer: _Timer) -> dict[str, Any]:
+    top = ranked.top
     return {
         "reason": reason,
         "partner_record_id": top.record_id if top else None,
         "contributions": [c.to_json() for c in top.score.contributions] if top else [],
-        "candidates": pairs,
+        "candidates": ranked.pairs,
         "persons_considered": len(ranked),
         "persons": [
             {
@@ -551,7 +656,7 @@ def _explain(
                 "record": c.record_id,
                 "match_weight": round(c.score.match_weight, 4),
             }
-            for c in ranked[:EXPLAINED_PERSONS]
+            for c in ranked.leaders[:EXPLAINED_PERSONS]
         ],
         "blocks_skipped": skipped,
         "timing_ms": timer.total(),

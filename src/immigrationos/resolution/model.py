@@ -17,10 +17,20 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from immigrationos.core.ids import content_id
-from immigrationos.resolution.comparisons import COMPARISONS, Comparison, Dialect, comparison_dicts
+from immigrationos.resolution.comparisons import (
+    COMPARISONS,
+    Columns,
+    Comparison,
+    Dialect,
+    Eq,
+    Mask,
+    comparison_dicts,
+)
 
 #: Blocking rules for prediction, chosen from the blocking analysis in docs/resolution.md:
 #: each catches matches the others miss (identifiers alone; names with a noisy birth date;
@@ -204,8 +214,46 @@ def probability(weight: float) -> float:
     return odds / (1.0 + odds)
 
 
+@dataclass(frozen=True)
+class PairScores:
+    """One record scored against many (:meth:`Parameters.score_many`): each pair's weight,
+    and the levels and adjustments behind it, to explain any one pair on demand."""
+
+    weights: npt.NDArray[np.float64]
+    levels: npt.NDArray[np.intp]
+    """Each pair's level per comparison (one row per comparison)."""
+    adjustments: dict[int, npt.NDArray[np.float64]]
+    """Comparison → each pair's term-frequency adjustment (comparisons that have any)."""
+    params: Parameters
+
+    def score(self, pair: int) -> Score:
+        """Pair number ``pair`` as :meth:`Parameters.score` gives it (the same weight)."""
+        parts = []
+        for i, comparison in enumerate(COMPARISONS):
+            n = int(self.levels[i, pair])
+            a = float(self.adjustments[i][pair]) if i in self.adjustments else 0.0
+            parts.append(Contribution(comparison.name, comparison.levels[n].label, n,
+                                      self.params.weights[i][n], a))  # fmt: skip
+        return Score(float(self.weights[pair]), tuple(parts))
+
+
+@dataclass(frozen=True)
+class EachScore:
+    """Pairs scored one by one, read like :class:`PairScores`."""
+
+    scores: list[Score]
+
+    @property
+    def weights(self) -> npt.NDArray[np.float64]:
+        return np.array([s.match_weight for s in self.scores], dtype=np.float64)
+
+    def score(self, pair: int) -> Score:
+        return self.scores[pair]
+
+
 class Parameters:
-    """Trained m and u per comparison level, for scoring pairs in Python."""
+    """Trained m and u per comparison level, for scoring pairs in Python: one pair at a time
+    (:meth:`score`), or one record against many as arrays (:meth:`score_many`)."""
 
     def __init__(self, doc: ModelDoc) -> None:
         settings = doc.splink
@@ -219,6 +267,10 @@ class Parameters:
             self.u_values.append([float(lvl.get("u_probability") or 1.0) for lvl in levels])
             if len(levels) != len(comparison.levels):
                 raise ValueError(f"model comparison {comparison.name} does not fit the code")
+        self._width = max(len(c.levels) for c in COMPARISONS)
+        self._weight_table = np.zeros((len(COMPARISONS), self._width))
+        for i, weights in enumerate(self.weights):
+            self._weight_table[i, : len(weights)] = weights
 
     def score(
         self, l: Mapping[str, Any], r: Mapping[str, Any], tf: Mapping[str, Mapping[str, float]]
@@ -230,6 +282,56 @@ class Parameters:
             parts.append(self._contribution(i, comparison, l, r, tf))
             total += parts[-1].weight + parts[-1].tf_adjustment
         return Score(total, tuple(parts))
+
+    def score_many(
+        self, l: Mapping[str, Any], r: Columns, tf: Mapping[str, Mapping[str, float]]
+    ) -> PairScores:
+        """:meth:`score` of ``l`` against every row of ``r`` at once, with the same weights
+        (each comparison's weight plus adjustment added to the prior in the same order, so
+        equal to the last bit). Every comparison's level masks are stacked, so that finding
+        the levels and summing the weights are a few array operations for all of them."""
+        n, count = len(r), len(COMPARISONS)
+        seen: dict[int, Mask] = {}
+        masks = [m for c in COMPARISONS for m in c.level_masks(l, r, self._width, seen)]
+        stacked = np.array(masks).reshape(count, self._width, n)
+        levels = self._width - np.logical_or.accumulate(stacked, axis=1).sum(axis=1)
+        parts = np.empty((count + 1, n))
+        parts[0] = self.prior_weight
+        parts[1:] = self._weight_table[np.arange(count)[:, None], levels]
+        adjustments: dict[int, npt.NDArray[np.float64]] = {}
+        for i, comparison in enumerate(COMPARISONS):
+            for k, spec in enumerate(comparison.levels):
+                if spec.tf:
+                    adj = self._adjustment(i, k, spec.tf, spec.expr == Eq(spec.tf), l, r, tf)
+                    at = levels[i] == k
+                    parts[i + 1] = np.where(at, self.weights[i][k] + adj, parts[i + 1])
+                    adjustments[i] = np.where(at, adj, adjustments.get(i, 0.0))
+        total = np.add.accumulate(parts, axis=0)[-1]
+        return PairScores(total, levels, adjustments, self)
+
+    def _adjustment(
+        self,
+        i: int,
+        k: int,
+        column: str,
+        same: bool,
+        l: Mapping[str, Any],
+        r: Columns,
+        tf: Mapping[str, Mapping[str, float]],
+    ) -> npt.NDArray[np.float64] | float:
+        """The term-frequency adjustment of level ``k`` of comparison ``i`` for each pair (as
+        :meth:`_contribution`); one number when ``same`` (both sides hold the same value)."""
+        freq = tf.get(column, {})
+        mine = freq.get(l.get(column) or "", 0.0)
+        u = math.log2(self.u_values[i][k])
+        if same:
+            return u - math.log2(mine) if mine > 0 else 0.0
+
+        def adjust(values: list[str]) -> npt.NDArray[np.float64]:
+            both = (max(mine, freq.get(v, 0.0)) for v in values)
+            return np.array([u - math.log2(f) if f > 0 else 0.0 for f in both])
+
+        return r.scored_text(column, adjust)
 
     def explain(self, weights: Mapping[str, float | None], tf: Mapping[str, float | None]) -> Score:
         """A scored pair's explanation from Splink's per-comparison weights (``mw_*``).

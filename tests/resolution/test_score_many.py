@@ -1,0 +1,101 @@
+"""Scoring one record against many at once (arrays), or pair by pair on rows read back from
+the index's columns, gives what scoring each pair of feature rows in Python gives: the same
+level of every comparison, the same adjustments, the same weight to the bit, for rows in the
+columns as built and as appended later; and the index ranks persons as a pair-by-pair scan
+of the feature rows would, whatever the number of candidates."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from immigrationos.resolution.columns import Candidates, FeatureColumns
+from immigrationos.resolution.incremental import LinkIndex, TermFrequencies
+from immigrationos.resolution.model import ModelDoc, Parameters
+from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
+from immigrationos.resolution.service import shipped_model
+
+GIVEN = ["José", "Jose Luis", "Pepe", "Mohammed", "Muhammad", "Hassan", "Hussein", "FNU", None,
+         "Xiao Ming", "Xiaoming", "Garcia", "Aleksandr", "Alexander", "Sasha", "Jos",
+         "Joseph"]  # fmt: skip
+FAMILY = ["García López", "Garcia", "López", "de la Cruz", "Al-Hassan", "Zhang", "Chang",
+          "Nguyen", "Jose", "Garsia", None, "Ivanov", "Lopez Garcia"]  # fmt: skip
+DATES = ["1980-05-04", "1980-04-05", "1980-01-01", "1981-05-04", "1980-05-14", "1900-01-01",
+         "1979-05-04", None, "not a date"]  # fmt: skip
+CHOICES: dict[str, list[Any]] = {
+    "given_name": GIVEN,
+    "family_name": FAMILY,
+    "middle_name": [None, None, "Luis"],
+    "birth_date": DATES,
+    "sex": ["M", "F", None],
+    "nationality": ["MEX", "SYR", None],
+    "a_number": ["A123456789", "A123456788", "A12345678", "A987654321", None],
+    "passport_no": ["X1234567", "X1234568", None],
+    "passport_country": ["MEX", "USA", None],
+    "fin": ["1234567890", None],
+    "itin": ["900-70-1234", None, None],
+    "national_id": ["CURP123", None, None],
+    "other_ids": [[], ["state_id:NY1"], ["state_id:NY2", "dl:9"]],
+}
+
+
+def _rows(count: int, seed: int, prefix: str) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        feature_row({"unique_id": f"{prefix}{n}", **{k: rng.choice(v) for k, v in CHOICES.items()}})
+        for n in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def doc() -> ModelDoc:
+    return shipped_model()
+
+
+@pytest.mark.parametrize("scored", [300, 40], ids=["many", "few"])
+@pytest.mark.parametrize("appended", [0, 120], ids=["built", "appended"])
+def test_array_scores_equal_pair_scores(doc: ModelDoc, appended: int, scored: int) -> None:
+    """300 candidates evaluate each distinct value once, 40 each row."""
+    rows = _rows(300, seed=appended + 1, prefix="r")
+    table = pa.Table.from_pylist(rows[: len(rows) - appended], schema=FEATURE_SCHEMA)
+    columns = FeatureColumns(table)
+    for row in rows[len(rows) - appended :]:
+        columns.append(row)
+    params = Parameters(doc)
+    tf = {c: TermFrequencies.of(table.column(c)) for c in ("given", "family")}
+    rows = rows[len(rows) - scored :]  # the appended rows among them
+    candidates = Candidates(columns, np.arange(300 - scored, 300, dtype=np.int64))
+    stored = columns.rows(np.arange(300 - scored, 300, dtype=np.int64))
+    for left in _rows(60, seed=99, prefix="l"):
+        scores = params.score_many(left, candidates, tf)
+        mine = columns.stored(left)
+        for pair, right in enumerate(rows):
+            expected = params.score(left, right, tf)
+            assert scores.score(pair) == expected, (left, right)
+            assert params.score(mine, stored[pair], tf) == expected, (left, right)
+
+
+def test_index_ranks_persons_as_a_pair_by_pair_scan(doc: ModelDoc) -> None:
+    rows = _rows(400, seed=5, prefix="r")
+    person_of = {r["unique_id"]: f"p{n % 90:03d}" for n, r in enumerate(rows)}
+    index = LinkIndex.build(pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA), person_of, doc)
+    for left in _rows(40, seed=7, prefix="l"):
+        numbers, _ = index.candidates(left)
+        ranked = index.rank(left, numbers)
+        best: dict[str, tuple[float, str]] = {}
+        for n in numbers.tolist():
+            weight = index.params.score(left, rows[n], index.tf).match_weight
+            person = person_of[rows[n]["unique_id"]]
+            if person not in best or weight > best[person][0]:
+                best[person] = (weight, rows[n]["unique_id"])
+        scan = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
+        assert list(ranked.weights) == [w for _, (w, _) in scan]
+        leaders = [(c.person_id, c.record_id, c.score.match_weight) for c in ranked.leaders]
+        assert leaders == [(p, r, w) for p, (w, r) in scan[: len(leaders)]]
+        if ranked.top:
+            top = index.params.score(left, rows[index.row_of(ranked.top.record_id) or 0], index.tf)
+            assert ranked.top.score == top
