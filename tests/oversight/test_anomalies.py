@@ -196,6 +196,7 @@ def test_scanning_again_raises_nothing_new(
     wider = system_context(Purpose.OVERSIGHT_AUDIT, "wider window")
     with transaction(runtime.sessions) as session:
         overlapping = anomalies.scan(session, wider, since - timedelta(days=3), until)
+    with transaction(runtime.sessions) as session:  # audit entries are stored at commit
         stored = session.scalar(select(func.count()).select_from(AccessAlert))
         scans = session.scalar(
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "anomaly.scan")

@@ -4,14 +4,14 @@ Each entry's hash is SHA-256 over the previous entry's hash and the entry's own 
 (every column but the hash itself, ``seq`` included). Appends lock the single head row, so
 concurrent writers form one line on PostgreSQL; SQLite serialises writers already.
 
-A transaction locks the head once, at its first append, and keeps the chain's end in the
-session (:class:`_Tail`); the head row takes that end when the transaction commits
-(:func:`settle`, run before every commit). Entries join the session as they are emitted and are
-written with the session's next flush, so a request that reads ten things and audits each read
-costs one lock, one head update and a few batched inserts rather than thirty statements. The
-head row is only ever read by :func:`verify`, which settles first. A savepoint that rolls back
-takes its entries with it, so the end goes back to where it was when the savepoint began (and
-the lock is taken again if the savepoint took it). Verification
+A transaction's entries wait in the session (:class:`_Pending`) and take their place in the
+chain when it commits (:func:`settle`, run before every commit): the head is locked, each entry
+gets its ``seq`` and hashes in order, and they are written with the head in the commit's flush.
+The lock is held for that flush and the commit only, not for the request's work, so concurrent
+requests do not queue behind each other's reads; and a request that audits ten reads costs one
+lock, one head update and one batched insert. An entry is stored exactly when the work it
+records is: a rolled-back transaction, or savepoint, takes its entries with it. Entries are not
+visible to queries of the same transaction before it commits. Verification
 walks the chain in ``seq`` order and reports the first entry that does not fit, and why:
 modified content, a missing ``seq`` (deletion), a link to the wrong predecessor (insertion or
 reordering), or a head row that disagrees with the last entry (truncation).
@@ -53,18 +53,16 @@ def entry_hash(prev_hash: str, entry: Any) -> str:
     return sha256_hex(prev_hash + "\n" + canonical_form(entry))
 
 
-_TAIL = "immos_audit_tail"
-_SAVED = "immos_audit_tail_at_savepoints"
+_PENDING = "immos_audit_pending"
+_SAVED = "immos_audit_pending_at_savepoints"
 
 
 @dataclass
-class _Tail:
-    """The chain's end as one transaction has extended it, its head row locked."""
+class _Pending:
+    """Entries emitted in one transaction, waiting for their place in the chain."""
 
     transaction: SessionTransaction
-    head: AuditHead
-    seq: int
-    entry_hash: str
+    entries: list[AuditEntry]
 
 
 def _lock_head(session: Session) -> AuditHead:
@@ -75,61 +73,62 @@ def _lock_head(session: Session) -> AuditHead:
     return head
 
 
-def _tail(session: Session) -> _Tail:
-    """This transaction's end of the chain, locking the head at its first append."""
-    tail: _Tail | None = session.info.get(_TAIL)
-    if tail is None or tail.transaction is not session.get_transaction():
-        head = _lock_head(session)
-        transaction = session.get_transaction()
-        assert transaction is not None  # the lock began it
-        tail = _Tail(transaction, head, head.seq, head.entry_hash)
-        session.info[_TAIL] = tail
-    return tail
+def _pending(session: Session) -> _Pending:
+    """This transaction's entries not yet placed in the chain."""
+    pending: _Pending | None = session.info.get(_PENDING)
+    transaction = session.get_transaction() or session.begin()
+    if pending is None or pending.transaction is not transaction:
+        pending = _Pending(transaction, [])
+        session.info[_PENDING] = pending
+    return pending
 
 
 @event.listens_for(Session, "after_transaction_create")
 def _remember_at_savepoint(session: Session, transaction: SessionTransaction) -> None:
     if transaction.nested:
-        tail: _Tail | None = session.info.get(_TAIL)
+        pending: _Pending | None = session.info.get(_PENDING)
         saved = session.info.setdefault(_SAVED, {})
         for ended in [t for t in saved if not t.is_active]:
             del saved[ended]
-        saved[transaction] = (tail, tail.seq, tail.entry_hash) if tail else (None, 0, "")
+        saved[transaction] = len(pending.entries) if pending else 0
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _rewind_to_savepoint(session: Session, previous: SessionTransaction) -> None:
+def _forget_rolled_back(session: Session, previous: SessionTransaction) -> None:
     saved = session.info.get(_SAVED, {})
-    if previous.nested and previous in saved:
-        tail, seq, entry_hash = saved.pop(previous)
-        if tail is None:
-            session.info.pop(_TAIL, None)
-        else:
-            tail.seq, tail.entry_hash = seq, entry_hash
-            session.info[_TAIL] = tail
+    pending: _Pending | None = session.info.get(_PENDING)
+    if previous.nested and previous in saved and pending is not None:
+        del pending.entries[saved.pop(previous) :]
 
 
 @event.listens_for(Session, "before_commit")
 def settle(session: Session) -> None:
-    """Move the head row to this transaction's end of the chain (before commit or a read)."""
-    tail: _Tail | None = session.info.get(_TAIL)
-    if tail is None or tail.transaction is not session.get_transaction():
+    """Place this transaction's entries at the end of the chain: lock the head, give each
+    its ``seq`` and hashes in order, move the head (run before every commit)."""
+    pending: _Pending | None = session.info.get(_PENDING)
+    if pending is None or not pending.entries:
         return
-    if (tail.head.seq, tail.head.entry_hash) != (tail.seq, tail.entry_hash):
-        tail.head.seq, tail.head.entry_hash = tail.seq, tail.entry_hash
+    if pending.transaction is not session.get_transaction():
+        return
+    head = _lock_head(session)
+    for entry in pending.entries:
+        entry.seq, entry.prev_hash = head.seq + 1, head.entry_hash
+        entry.entry_hash = entry_hash(entry.prev_hash, entry)
+        head.seq, head.entry_hash = entry.seq, entry.entry_hash
+    session.add_all(pending.entries)
+    pending.entries = []
 
 
 def emit(session: Session, event: AuditEvent, who: AccessContext | Actor | None) -> AuditEntry:
     """Append ``event`` to the chain in the caller's transaction. The only way to audit.
 
     ``who`` is the access context (actor and purpose), a bare actor when no purpose was
-    established (sign-in, refusals before a purpose), or None for the anonymous public.
+    established (sign-in, refusals before a purpose), or None for the anonymous public. The
+    entry takes its place in the chain (``seq``, hashes) when the transaction commits.
     """
-    tail = _tail(session)
     ctx = who if isinstance(who, AccessContext) else None
     actor = ctx.actor if ctx else who if isinstance(who, Actor) else None
     entry = AuditEntry(
-        seq=tail.seq + 1,
         id=new_id("aud"),
         at=utcnow(),
         actor_id=actor.user_id if actor else None,
@@ -145,14 +144,10 @@ def emit(session: Session, event: AuditEvent, who: AccessContext | Actor | None)
         search_params=getattr(event, "search_params", None),
         result_count=getattr(event, "result_count", None),
         details=event.details(),
-        prev_hash=tail.entry_hash,
-        entry_hash="",
     )
     if ctx and ctx.case_id:
         entry.details = {**entry.details, "case_id": ctx.case_id}
-    entry.entry_hash = entry_hash(entry.prev_hash, entry)
-    session.add(entry)
-    tail.seq, tail.entry_hash = entry.seq, entry.entry_hash
+    _pending(session).entries.append(entry)
     return entry
 
 
@@ -237,9 +232,7 @@ def _diagnose(session: Session, entry: Any, expected_seq: int, prev_hash: str) -
 
 
 def verify(session: Session) -> VerifyResult:
-    """Walk the whole chain and report the first entry that does not verify."""
-    settle(session)
-    session.flush()
+    """Walk the whole chain (as committed) and report the first entry that does not verify."""
     prev_hash, expected, checked = GENESIS_HASH, 1, 0
     for entry in _entries(session):
         problem = _diagnose(session, entry, expected, prev_hash)

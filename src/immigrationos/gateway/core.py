@@ -43,7 +43,6 @@ from immigrationos.audit.events import (
     RecordsSearched,
     RecordUpdated,
 )
-from immigrationos.audit.models import AuditEntry
 from immigrationos.core.errors import AccessRefused, NotFound
 from immigrationos.gateway.context import AccessContext
 from immigrationos.sources.access import AgreementIndex, subject_filter
@@ -102,11 +101,7 @@ class Gateway:
         info = self.session.info
         info[_DEPTH] = info.get(_DEPTH, 0) + 1
         try:
-            if _only_audit_pending(self.session):
-                with self.session.no_autoflush:
-                    yield self.session
-            else:
-                yield self.session
+            yield self.session
         finally:
             info[_DEPTH] -= 1
 
@@ -447,21 +442,6 @@ class Gateway:
 
     def _audit(self, audit_event: Any) -> None:
         emit(self.session, audit_event, self.ctx)
-
-
-def _only_audit_pending(session: Session) -> bool:
-    """Whether the session holds nothing unwritten but audit entries.
-
-    Then a read need not flush first: no table the gateway reads can change, and the entries
-    of a request's reads go out together with its next write or its commit instead of one
-    insert per read. (Audit entries are never read through the gateway.)
-    """
-    return (
-        bool(session.new)
-        and all(type(obj) is AuditEntry for obj in session.new)
-        and not session.dirty
-        and not session.deleted
-    )
 
 
 def _inside_gateway(session: Session) -> bool:
