@@ -12,30 +12,35 @@ Server: the production way, uvicorn serving ``create_app`` (``--factory``) with
 ``IMMOS_BENCH_WEB_WORKERS`` worker processes (default 2, one per core of the project's
 machines), access log off, the lifecycle deadline tick off (``IMMOS_LIFECYCLE_TICK_SECONDS=0``).
 
-Load: asyncio + ``httpx.AsyncClient``, 50 virtual users in a closed loop with no think time
-(each sends its next request as soon as the last one answered: harsher than people, who read
-a page for seconds), for a fixed duration (full 60 s, quick 10 s) after a short warm-up. Each
-user is one of the demo's officers and supervisors (Miami, Houston) and picks, at random, its
-own office's worklist (page 1, 25 leads, as the worklist shows), a person of that worklist
-(the priority explanation, which is what the person's page shows of prioritization) and a case
-of its office, taking the routes in turn (each user starts at its own) and the objects at
-random, so every route gets the same share of requests. The HTML pages (``/worklist``,
-``/persons/{id}``, ``/cases/{id}``) join the mix when they answer 200; otherwise the output
-notes that they were skipped.
+Load: asyncio + ``httpx.AsyncClient``, 50 virtual users. In the judged phases each thinks
+before every request for a random time (exponential, mean ``IMMOS_BENCH_WEB_THINK`` seconds,
+default 5: people read a page before the next click; the first wait staggers the starts), for
+a fixed duration (full 120 s, quick 30 s). In the closed-loop phases, the stress case, each
+sends its next request as soon as the last one answered (full 60 s, quick 10 s, after a short
+warm-up). Each user is one of the demo's officers and supervisors (Miami, Houston) and picks,
+at random, its own office's worklist (page 1, 25 leads, as the worklist shows), a person of
+that worklist (the priority explanation, which is what the person's page shows of
+prioritization) and a case of its office, taking the routes in turn (each user starts at its
+own) and the objects at random, so every route gets the same share of requests. The HTML
+pages (``/worklist``, ``/persons/{id}``, ``/cases/{id}``) join the mix when they answer 200;
+otherwise the output notes that they were skipped.
 
-Phases, each with the same users and duration, in the same run on the same server:
+Phases (:data:`PHASES`), in the same run on the same server:
 
-* *peer*: ``GET /api/health`` (no sign-in, no database): the framework's floor under the same
-  concurrency on the same machine; each route's ratio is its p95 over the peer's p95.
+* *peer*: ``GET /api/health`` (no sign-in, no database) by thinking users: the framework's
+  floor under the same load on the same machine; each judged route's ratio is its p95 over
+  this peer's p95.
 * *single*: one user alone on the bearer phase's routes, 10 requests per route (quick 3):
   what a request costs without queueing (no target; it says whether the time goes in the
   work or in the wait).
-* *bearer*: every available route, API tokens (created in the database beforehand with
-  ``accounts.sessions.create_token``; a token costs one indexed lookup, no argon2) and the
-  purpose in the ``X-Immos-Purpose`` header.
-* *cookie*: the HTML pages as a browser asks for them, with session cookies (sessions started
-  and their purposes chosen in the database beforehand, one per purpose a user works under);
-  the API routes stand in, with cookies, for pages not built yet.
+* *bearer* (judged): every available route, API tokens (created in the database beforehand
+  with ``accounts.sessions.create_token``; a token costs one indexed lookup, no argon2) and
+  the purpose in the ``X-Immos-Purpose`` header.
+* *cookie* (judged): the HTML pages as a browser asks for them, with session cookies
+  (sessions started and their purposes chosen in the database beforehand, one per purpose a
+  user works under); the API routes stand in, with cookies, for pages not built yet.
+* *peer, closed loop* and *bearer, closed loop*: the same without thinking, reported beside
+  (the closed-loop routes' ratios are over the closed-loop peer).
 
 An error is any answer but 200, or a transport failure (timeout 30 s). The load generator runs
 on the same machine as the server and PostgreSQL, and takes CPU from them.

@@ -188,17 +188,13 @@ def test_entries_take_their_place_in_the_chain_at_commit_only(runtime: Runtime) 
         for i in range(3):
             emit(session, _read(i), CTX)
         session.flush()  # the entries take their place in the chain at commit, not before
-        assert _verify_in(session).checked == 0
+        assert verify(session).checked == 0
     assert _head_and_entries(runtime) == (3, ["P-0", "P-1", "P-2"])
     with pytest.raises(RuntimeError), transaction(runtime.sessions) as session:
         emit(session, _read(9), CTX)
         raise RuntimeError("rolled back")
     assert _head_and_entries(runtime) == (3, ["P-0", "P-1", "P-2"])
     assert _verify(runtime).ok
-
-
-def _verify_in(session):  # type: ignore[no-untyped-def]
-    return verify(session)
 
 
 @pytest.mark.parametrize("before", [0, 2])

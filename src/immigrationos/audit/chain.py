@@ -106,9 +106,11 @@ def settle(session: Session) -> None:
     """Place this transaction's entries at the end of the chain: lock the head, give each
     its ``seq`` and hashes in order, move the head (run before every commit)."""
     pending: _Pending | None = session.info.get(_PENDING)
-    if pending is None or not pending.entries:
-        return
-    if pending.transaction is not session.get_transaction():
+    if (
+        pending is None
+        or not pending.entries
+        or pending.transaction is not session.get_transaction()
+    ):
         return
     head = _lock_head(session)
     for entry in pending.entries:
