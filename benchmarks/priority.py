@@ -505,30 +505,35 @@ def _timing(owner: Any, name: str, into: dict[str, Any], key: str) -> Iterator[N
 
 
 def score_and_persist(rt: Runtime, policy: Policy, table: pa.Table) -> dict[str, Any]:
-    """Register ``policy`` (not timed), then time one ``score_index`` unit of work by stage."""
+    """Register ``policy`` (not timed), then time one ``score_index`` unit of work by stage,
+    and the evaluation alone.
+
+    ``score_index`` streams the evaluation from a worker thread while it writes, so inside
+    the run the two overlap: *persist* is the insert, waits for the next slice included.
+    *Evaluate* is measured on its own afterwards (``service.score``, the same statement, all
+    cores), and its result is what the peer is checked against.
+    """
     ctx = system_context(PRIORITIZING, "benchmark: priority run")
     with unit_of_work(rt.sessions, ctx) as gw:
         service.register(gw, policy.text)
     stages: dict[str, Any] = {}
     started = time.perf_counter()
-    with (
-        _timing(service, "score", stages, "evaluate"),
-        unit_of_work(rt.sessions, ctx) as gw,
-        _timing(gw, "insert_bulk", stages, "persist"),
-    ):
+    with unit_of_work(rt.sessions, ctx) as gw, _timing(gw, "insert_bulk", stages, "persist"):
         run = service.score_index(gw, policy, table, as_of=AS_OF, index_version="bench")
         run_id = run.id
         scored = time.perf_counter()
-    total = time.perf_counter() - started
+    total, inside = time.perf_counter() - started, scored - started
     with unit_of_work(rt.sessions, ctx) as gw:
         stored = gw.count(PriorityScore, PriorityScore.run_id == run_id, params={"run": run_id})
-    result = stages["evaluate_result"].table
+    started = time.perf_counter()
+    result = service.score(policy, table).table
+    evaluate_s = time.perf_counter() - started
     return {
         "run_id": run_id,
-        "evaluate_s": stages["evaluate"],
+        "evaluate_s": evaluate_s,
         "persist_s": stages["persist"],
-        "commit_s": total - (scored - started),
-        "other_s": (scored - started) - stages["evaluate"] - stages["persist"],
+        "commit_s": total - inside,
+        "other_s": inside - stages["persist"],
         "total_s": total,
         "stored": stored,
         "tiers": {v["values"]: v["counts"] for v in pc.value_counts(result["tier"]).to_pylist()},
@@ -873,9 +878,11 @@ def _notes(rows: list[dict[str, Any]]) -> list[str]:
         "input: a generated feature table with the exact schema of features.compute (read from "
         "a fresh store), not counted; policy dhs-2021-guidelines@1.0.0",
         "ours: one unit of work running service.score_index (DuckDB: rules, score, tier, fired "
-        "rules and evidence JSON, blocks, office, nationality, age band; then one bulk insert "
-        "of a priority_scores row per person, audited) and its commit; evaluate = "
-        "service.score, persist = gateway insert_bulk, score_index_s = all of it incl. commit",
+        "rules and evidence JSON, blocks, office, nationality, age band, streamed from a worker "
+        "thread; each slice bulk-inserted as a priority_scores row per person while the next is "
+        "computed, audited once) and its commit; persist = gateway insert_bulk (the insert, "
+        "the evaluation streamed beside it), score_index_s = all of it incl. commit; evaluate "
+        "= service.score (the same statement, all cores) measured on its own afterwards",
         "peer: table.to_pandas() (not counted), then per row a dict, evaluate.score_one and "
         "json.dumps of the fired rules and their evidence; evaluation only, nothing persisted; "
         "peer_vs_ours_eval = peer seconds / ours evaluate seconds at the same size",

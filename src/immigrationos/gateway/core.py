@@ -11,7 +11,7 @@ work (:func:`unit_of_work`) therefore writes them in a transaction of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -376,16 +376,29 @@ class Gateway:
         self._audit(RecordCreated(object_type=model.__tablename__, object_ids=ids, count=len(ids)))
         return len(ids)
 
-    def insert_bulk(self, model: type[Base], columns: dict[str, Any], event: Any) -> int:
-        """Bulk-create rows without per-row ids (a run's scores); ``event`` says what and how
-        many, in one audit entry."""
-        count = len(next(iter(columns.values()), []))
-        if not count:
-            return 0
+    def insert_bulk(
+        self,
+        model: type[Base],
+        columns: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+        event: Any,
+        partition: str | None = None,
+    ) -> int:
+        """Bulk-create rows without per-row ids (a run's scores), given as columns or as
+        chunks of columns written as they come, all in this unit of work's transaction;
+        ``event`` says what and how many, in one audit entry. ``partition``: the value every
+        row holds in the key the table is list-partitioned by on PostgreSQL (the rows load
+        as that partition, see :func:`immigrationos.store.bulk.insert_partition`)."""
+        chunks = [columns] if isinstance(columns, Mapping) else columns
         self._require_personal_access(model, "create")
+        table: Any = model.__table__
         with self._inside() as session:
-            bulk.insert_columns(session.connection(), model.__table__, columns)  # type: ignore[arg-type]
-        self._audit(event)
+            connection = session.connection()
+            if partition is not None:
+                count = bulk.insert_partition(connection, table, partition, chunks)
+            else:
+                count = sum(bulk.insert_columns(connection, table, chunk) for chunk in chunks)
+        if count:
+            self._audit(event)
         return count
 
     def update_rows(self, model: type[Base], rows: list[dict[str, Any]]) -> int:

@@ -16,7 +16,8 @@ back into the flat list of records, each naming its rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -87,11 +88,26 @@ def _evidence(rule: Any, have: set[str]) -> str:
 def evaluate(policy: Policy, features: pa.Table, also: Sequence[str] = ()) -> pa.Table:
     """Score every person of ``features``: person_id, tier, tier_rank, lead, score, rules,
     evidence (rules and evidence as JSON text), and the ``also`` columns."""
+    with stream(policy, features, also) as batches:
+        return batches.read_all()
+
+
+@contextlib.contextmanager
+def stream(
+    policy: Policy,
+    features: pa.Table,
+    also: Sequence[str] = (),
+    threads: int | None = None,
+    batch_rows: int = 122_880,
+) -> Iterator[pa.RecordBatchReader]:
+    """:func:`evaluate`'s rows as they are computed, ``batch_rows`` at a time, in the
+    features' order; ``threads`` caps DuckDB's threads (default: one per core). The reader
+    is valid while the context is open."""
     have = {n[3:] for n in features.column_names if n.startswith("ev_")}
-    con = duckdb.connect()
+    con = duckdb.connect(config={"threads": threads} if threads else {})
     try:
         con.register("f", features)
-        return con.sql(plan(policy, have, also)).to_arrow_table()
+        yield con.sql(plan(policy, have, also)).to_arrow_reader(batch_rows)
     finally:
         con.close()
 

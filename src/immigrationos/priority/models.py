@@ -74,6 +74,11 @@ class PriorityScore(PersonalData, Base):
         # the index entries of its leads, not of every person (docs/benchmarks.md).
         Index("ix_priority_scores_worklist", "run_id", "office", "actionable", "tier_rank",
               sqlite_where=text("lead = 1"), postgresql_where=text("lead")),
+        # SQLite: the rows are stored in the key's b-tree, not beside it, so a run's million
+        # rows are written once instead of twice (migration 0011). PostgreSQL: one partition
+        # per run, loaded on its own and attached, its keys checked once (migration 0012;
+        # store.bulk.insert_partition; docs/benchmarks.md).
+        {"sqlite_with_rowid": False, "postgresql_partition_by": "LIST (run_id)"},
     )  # fmt: skip
 
     run_id: Mapped[str] = mapped_column(

@@ -97,13 +97,13 @@ class Prefetch(Generic[T]):
     An exception in the producer is raised in the consumer, at the item where it happened.
     """
 
-    def __init__(self, items: Iterator[T], depth: int = 2) -> None:
+    def __init__(self, items: Iterator[T], depth: int = 2, name: str = "immos-ingest-read") -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_produce,
             args=(items, self._queue, self._stop, lambda: None),
-            name="immos-ingest-read",
+            name=name,
             daemon=True,
         )
 

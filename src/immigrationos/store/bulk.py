@@ -18,15 +18,20 @@ indexes as they were. Primary keys and unique constraints always stay.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date
 from functools import lru_cache
 from typing import Any, TypeAlias
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import JSON, Connection, Date, DateTime, LargeBinary, Table
+from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, LargeBinary, Table
 
 from immigrationos.store.base import UTCDateTime
 
@@ -40,8 +45,10 @@ class RawJSON(str):
 
 
 def _json(value: Any) -> Any:
-    if value is None or isinstance(value, RawJSON):
+    if value is None:
         return value
+    if isinstance(value, RawJSON):  # as a plain str: sqlite3 binds only exact str directly
+        return str(value)
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
@@ -101,40 +108,186 @@ def _is_arrow(values: Values) -> bool:
     return isinstance(values, pa.Array | pa.ChunkedArray)
 
 
-def insert_columns(connection: Connection, table: Table, columns: Mapping[str, Values]) -> int:
-    """Insert rows given column by column (equal-length lists or Arrow arrays) into ``table``."""
+def insert_columns(
+    connection: Connection, table: Table, columns: Mapping[str, Values], into: str | None = None
+) -> int:
+    """Insert rows given column by column (equal-length lists or Arrow arrays) into ``table``
+    (or into ``into``, a table of the same columns: a partition being loaded)."""
     count = len(next(iter(columns.values()), []))
     if not count:
         return 0
     dialect = connection.dialect.name
+    target = into or table.name
     extra = _defaults(table, set(columns))
     names = [*columns, *extra]
     full: dict[str, Values] = {n: columns[n] if n in columns else [extra[n]] * count for n in names}
     if dialect == "postgresql" and not any(isinstance(table.c[n].type, LargeBinary) for n in names):
-        _copy_csv(connection, table, {n: _arrow(v, table.c[n].type) for n, v in full.items()})
+        _copy_csv(connection, target, {n: _arrow(v, table.c[n].type) for n, v in full.items()})
         return count
-    converted: list[Any] = []
-    for name in names:
-        values, column_type = full[name], table.c[name].type
-        convert = _converter(column_type, dialect)
-        if isinstance(values, pa.Array | pa.ChunkedArray):
-            values = values.to_pylist()
-            if isinstance(column_type, JSON):  # Arrow JSON columns hold the text already
-                convert = None
-        converted.append(values if convert is None else list(map(convert, values)))
-    rows = zip(*converted, strict=True)
     if dialect == "postgresql":
-        _copy(connection, table, names, list(rows))
+        converted = [_python(full[n], table.c[n].type, dialect) for n in names]
+        _copy(connection, target, names, list(zip(*converted, strict=True)))
         return count
-    marks = ", ".join("?" for _ in names)
-    quoted = ", ".join(f'"{n}"' for n in names)
-    # The driver's own cursor, fed lazily: no list of tuples is built (same transaction).
+    _executemany(connection, target, {n: _python(full[n], table.c[n].type, dialect) for n in names})
+    return count
+
+
+#: A list-partition key's value as it may appear in a partition's name and DDL.
+_PARTITION_VALUE = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
+
+
+#: ``maintenance_work_mem`` while a partition's indexes are built (PostgreSQL).
+_SORT_MEMORY = "512MB"
+
+
+def partition_name(table: str, value: str) -> str:
+    """The name of ``table``'s partition holding the rows whose key is ``value``."""
+    if not _PARTITION_VALUE.fullmatch(value):
+        raise ValueError(f"{value!r} cannot name a partition (lowercase letters, digits, - and _)")
+    return f"{table}_{value.replace('-', '_')}"
+
+
+def insert_partition(
+    connection: Connection, table: Table, value: str, chunks: Iterable[Mapping[str, Values]]
+) -> int:
+    """Insert rows that all hold ``value`` in the key ``table`` is list-partitioned by on
+    PostgreSQL (a priority run's scores), chunk by chunk; return how many.
+
+    On PostgreSQL the rows go into a new table of the same columns, which is then attached
+    as the partition for ``value``: the partition's key and indexes are built once over the
+    loaded rows and each foreign key is checked with one join, where inserting into the
+    partitioned table would check both keys with a query and a row lock per row (two thirds
+    of a million-row run's time; docs/benchmarks.md). The key column is filled by a default
+    rather than sent a million times. Attaching locks the referenced tables against writes
+    (not reads) until the transaction ends. Elsewhere (SQLite, no partitions) the chunks are
+    inserted into ``table``.
+    """
+    key = _partition_key(table)
+    name = partition_name(table.name, value)
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        connection.exec_driver_sql(
+            f'CREATE TABLE "{name}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
+        )
+        connection.exec_driver_sql(
+            f'ALTER TABLE "{name}" ALTER COLUMN "{key}" SET DEFAULT \'{value}\''
+        )
+    count = 0
+    for chunk in chunks:
+        held = _python(chunk[key], table.c[key].type, "") if key in chunk else [value]
+        if _constant_literal(held) != f"'{value}'":
+            raise ValueError(f"a row of partition {value!r} holds another {key}")
+        rest = {n: v for n, v in chunk.items() if n != key}
+        if not postgresql:  # no partitions: the key is written with every row
+            rows = len(next(iter(rest.values()), []))
+            count += insert_columns(connection, table, {key: [value] * rows, **rest})
+        else:
+            count += insert_columns(connection, table, rest, into=name)
+    if not postgresql:
+        return count
+    connection.exec_driver_sql(f'ALTER TABLE "{name}" ALTER COLUMN "{key}" DROP DEFAULT')
+    # Attaching builds the partition's key and indexes by sorting its rows: in memory, not in
+    # temporary files, for a run of a million (this transaction only).
+    connection.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{_SORT_MEMORY}'")
+    connection.exec_driver_sql(
+        f'ALTER TABLE "{table.name}" ATTACH PARTITION "{name}" FOR VALUES IN (\'{value}\')'
+    )
+    return count
+
+
+def _partition_key(table: Table) -> str:
+    """The one column ``table`` is list-partitioned by on PostgreSQL."""
+    declared = str(table.dialect_options["postgresql"].get("partition_by") or "")
+    match = re.fullmatch(r"LIST \((\w+)\)", declared.strip(), re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"{table.name} is not list-partitioned by one column: {declared!r}")
+    return match.group(1)
+
+
+def _python(values: Values, column_type: Any, dialect: str) -> list[Any]:
+    """A column's values as the Python objects the driver binds.
+
+    On SQLite booleans become ints: Python's ``sqlite3`` binds only exact ``int``, ``float``,
+    ``str`` and ``bytes`` directly and sends anything else, ``bool`` included, through its
+    adapter lookup, which costs more than the rest of the row's binding (docs/benchmarks.md).
+    """
+    boolean = dialect == "sqlite" and isinstance(column_type, Boolean)
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        if boolean:
+            values = values.cast(pa.int8())
+        values = _pylist(values)
+        if isinstance(column_type, JSON):  # Arrow JSON columns hold the text already
+            return values
+    elif boolean:
+        values = [None if v is None else int(v) for v in values]
+    convert = _converter(column_type, dialect)
+    return values if convert is None else list(map(convert, values))
+
+
+#: Parameters per multi-row ``INSERT`` on SQLite (well under its limit of 32,766).
+_SQLITE_PARAMETERS = 400
+
+
+def _pylist(values: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """An Arrow column as Python values. A long string column with few distinct values (a
+    tier, an office, a code) makes each string once and repeats it, rather than one per row."""
+    few = pa.types.is_string(values.type) and len(values) >= 4096
+    if few and pc.count_distinct(values.slice(0, 1024)).as_py() <= 64:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        encoded = pc.dictionary_encode(values)
+        if len(encoded.dictionary) <= len(values) // 64:
+            distinct = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+            where = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
+            return list(distinct[where].tolist())
+    return list(values.to_pylist())
+
+
+def _executemany(connection: Connection, table: str, columns: dict[str, list[Any]]) -> None:
+    """SQLite: ``executemany`` on the driver's cursor, in the caller's transaction.
+
+    Rows go many to a statement (``VALUES (…), (…), …``): one statement step per row is
+    most of the cost of a narrow row, and a multi-row statement also keeps SQLite's cursor
+    on the key it just wrote. A column holding one value for every row (a run's id, a
+    batch's source) is written into the statement as a literal instead of being bound a
+    million times.
+    """
+    literals = {n: lit for n, v in columns.items() if (lit := _constant_literal(v)) is not None}
+    if len(literals) == len(columns):  # at least one bound column keeps the row count
+        literals.pop(next(iter(columns)))
+    bound = [columns[n] for n in columns if n not in literals]
+    count = len(bound[0])
+    per = max(1, _SQLITE_PARAMETERS // len(bound))
+    full = count - count % per
+    row = "(" + ", ".join(literals.get(n, "?") for n in columns) + ")"
+    insert = f'INSERT INTO "{table}" (' + ", ".join(f'"{n}"' for n in columns) + ") VALUES "
+    # Fed lazily, flat: no list of tuples is built.
+    flat = itertools.chain.from_iterable(zip(*(c[:full] for c in bound), strict=True))
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', rows)
+        if full:  # ``full`` is a multiple of ``per``: the flat values group exactly
+            groups = zip(*[flat] * (per * len(bound)), strict=True)
+            cursor.executemany(insert + ", ".join([row] * per), groups)
+        if full < count:
+            cursor.executemany(insert + row, zip(*(c[full:] for c in bound), strict=True))
     finally:
         cursor.close()
-    return count
+
+
+def _constant_literal(values: list[Any]) -> str | None:
+    """SQL for the one value every row holds, if there is one and it is safely written."""
+    first = values[0]
+    if values.count(first) != len(values):
+        return None
+    if first is None:
+        return "NULL"
+    if type(first) is int:
+        return str(first)
+    if type(first) is float and math.isfinite(first):
+        return repr(first)
+    if type(first) is str and "\x00" not in first:
+        return "'" + first.replace("'", "''") + "'"
+    return None
 
 
 def _arrow(values: Values, column_type: Any) -> pa.Array | pa.ChunkedArray:
@@ -150,7 +303,7 @@ def _arrow(values: Values, column_type: Any) -> pa.Array | pa.ChunkedArray:
 
 
 def _copy_csv(
-    connection: Connection, table: Table, columns: dict[str, pa.Array | pa.ChunkedArray]
+    connection: Connection, table: str, columns: dict[str, pa.Array | pa.ChunkedArray]
 ) -> None:
     """One ``COPY … FROM STDIN (FORMAT csv)`` of Arrow columns.
 
@@ -163,7 +316,7 @@ def _copy_csv(
     quoted = ", ".join(f'"{n}"' for n in columns)
     with (
         driver.cursor() as cursor,
-        cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT csv)') as copy,
+        cursor.copy(f'COPY "{table}" ({quoted}) FROM STDIN (FORMAT csv)') as copy,
     ):
         copy.write(buffer.getbuffer())
 
@@ -236,13 +389,13 @@ def _secondary_indexes(connection: Connection, tables: list[str]) -> list[tuple[
 
 
 def _copy(
-    connection: Connection, table: Table, names: list[str], data: list[tuple[Any, ...]]
+    connection: Connection, table: str, names: list[str], data: list[tuple[Any, ...]]
 ) -> None:
     driver: Any = connection.connection.driver_connection
     columns = ", ".join(f'"{n}"' for n in names)
     with (
         driver.cursor() as cursor,
-        cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy,
+        cursor.copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy,
     ):
         for row in data:
             copy.write_row(row)

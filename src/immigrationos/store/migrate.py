@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -36,5 +37,21 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def current_tables(engine: Engine) -> set[str]:
-    """Names of the tables the database has now."""
-    return set(inspect(engine).get_table_names())
+    """Names of the tables the database has now (a partitioned table's partitions are part
+    of it, not tables of their own)."""
+    return {n for n in inspect(engine).get_table_names() if not is_partition(n)}
+
+
+def is_partition(table_name: str) -> bool:
+    """Whether ``table_name`` names a partition the application creates at run time (one per
+    priority run on PostgreSQL: ``store.bulk.partition_name``), which no migration declares."""
+    return table_name.startswith(PARTITIONED_PREFIXES)
+
+
+#: Prefixes of run-time partitions' names: each list-partitioned table's name and ``_``.
+PARTITIONED_PREFIXES = ("priority_scores_",)
+
+
+def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+    """Alembic's comparison filter: run-time partitions are not schema to migrate."""
+    return not (type_ == "table" and name is not None and is_partition(name))

@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 
 import immigrationos.store.models  # noqa: F401  (registers every table)
 from immigrationos.store.base import Base
+from immigrationos.store.migrate import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -21,6 +22,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=True,
             compare_type=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -36,6 +38,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=True,
             compare_type=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()
