@@ -131,7 +131,11 @@ def test(args: list[str]) -> int:
         if _run(*check) != 0:
             return 1
     ensure_browser()
-    workers = ["-n", str(min(os.cpu_count() or 1, 4))] if "-n" not in args else []
+    # worksteal: a worker that runs out takes queued tests from the other, so one long test
+    # (the lifecycle state machine) does not leave a worker idle at the end.
+    workers = (
+        ["-n", str(min(os.cpu_count() or 1, 4)), "--dist", "worksteal"] if "-n" not in args else []
+    )
     return _run(PY, "-m", "pytest", *workers, *args)
 
 
