@@ -137,3 +137,24 @@ def test_a_run_loads_as_its_own_partition_with_its_keys_checked(tables: Runtime)
     assert len(_stored(tables, PARTS, PARTS.c.run)) == 5
     with pytest.raises(ValueError, match="cannot name a partition"):
         bulk.partition_name("test_bulk_parts", "Run 1; DROP")
+
+
+def test_a_load_failing_after_rows_were_sent_leaves_nothing(tables: Runtime) -> None:
+    # On PostgreSQL the chunks stream through one COPY: the second chunk's fault ends it
+    # with an error after the first chunk's rows were sent, and the transaction keeps none.
+    with tables.engine.begin() as conn:
+        bulk.insert_columns(conn, REFS, {"id": ["a", "b"]})
+
+    def chunks(second: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield {"ref": ["a"], "v": [1]}
+        yield second
+
+    with pytest.raises(ValueError, match="holds another run"), tables.engine.begin() as conn:
+        bulk.insert_partition(conn, PARTS, "run-5", chunks({"run": ["run-y"], "ref": ["b"]}))
+    if tables.engine.dialect.name == "postgresql":
+        with pytest.raises(ValueError, match="holds columns"), tables.engine.begin() as conn:
+            bulk.insert_partition(conn, PARTS, "run-5", chunks({"ref": ["b"]}))
+    assert _stored(tables, PARTS, PARTS.c.run) == []
+    with tables.engine.begin() as conn:  # the run's partition name is free again
+        assert bulk.insert_partition(conn, PARTS, "run-5", chunks({"ref": ["b"], "v": [2]})) == 2
+    assert sorted(_stored(tables, PARTS, PARTS.c.run)) == [("run-5", "a", 1), ("run-5", "b", 2)]

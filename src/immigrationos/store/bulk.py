@@ -31,6 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, LargeBinary, Table
 
 from immigrationos.store.base import UTCDateTime
@@ -122,8 +123,7 @@ def insert_columns(
     names = [*columns, *extra]
     full: dict[str, Values] = {n: columns[n] if n in columns else [extra[n]] * count for n in names}
     if dialect == "postgresql" and not any(isinstance(table.c[n].type, LargeBinary) for n in names):
-        _copy_csv(connection, target, {n: _arrow(v, table.c[n].type) for n, v in full.items()})
-        return count
+        return _copy_csv(connection, table, [full], into=into)
     if dialect == "postgresql":
         converted = [_python(full[n], table.c[n].type, dialect) for n in names]
         _copy(connection, target, names, list(zip(*converted, strict=True)))
@@ -164,27 +164,24 @@ def insert_partition(
     """
     key = _partition_key(table)
     name = partition_name(table.name, value)
-    postgresql = connection.dialect.name == "postgresql"
-    if postgresql:
-        connection.exec_driver_sql(
-            f'CREATE TABLE "{name}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
-        )
-        connection.exec_driver_sql(
-            f'ALTER TABLE "{name}" ALTER COLUMN "{key}" SET DEFAULT \'{value}\''
-        )
-    count = 0
-    for chunk in chunks:
+
+    def without_key(chunk: Mapping[str, Values]) -> dict[str, Values]:
         held = _python(chunk[key], table.c[key].type, "") if key in chunk else [value]
         if _constant_literal(held) != f"'{value}'":
             raise ValueError(f"a row of partition {value!r} holds another {key}")
-        rest = {n: v for n, v in chunk.items() if n != key}
-        if not postgresql:  # no partitions: the key is written with every row
-            rows = len(next(iter(rest.values()), []))
-            count += insert_columns(connection, table, {key: [value] * rows, **rest})
-        else:
-            count += insert_columns(connection, table, rest, into=name)
-    if not postgresql:
+        return {n: v for n, v in chunk.items() if n != key}
+
+    if connection.dialect.name != "postgresql":  # no partitions: the key goes with every row
+        count = 0
+        for chunk in chunks:
+            columns = without_key(chunk)
+            rows = len(next(iter(columns.values()), []))
+            count += insert_columns(connection, table, {key: [value] * rows, **columns})
         return count
+    connection.exec_driver_sql(f'CREATE TABLE "{name}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
+    connection.exec_driver_sql(f'ALTER TABLE "{name}" ALTER COLUMN "{key}" SET DEFAULT \'{value}\'')
+    # One COPY for the whole run: the server stores a chunk while the next one is made.
+    count = _copy_csv(connection, table, map(without_key, chunks), into=name)
     connection.exec_driver_sql(f'ALTER TABLE "{name}" ALTER COLUMN "{key}" DROP DEFAULT')
     # Attaching builds the partition's key and indexes by sorting its rows: in memory, not in
     # temporary files, for a run of a million (this transaction only).
@@ -303,22 +300,56 @@ def _arrow(values: Values, column_type: Any) -> pa.Array | pa.ChunkedArray:
 
 
 def _copy_csv(
-    connection: Connection, table: str, columns: dict[str, pa.Array | pa.ChunkedArray]
-) -> None:
-    """One ``COPY … FROM STDIN (FORMAT csv)`` of Arrow columns.
+    connection: Connection,
+    table: Table,
+    chunks: Iterable[Mapping[str, Values]],
+    into: str | None = None,
+) -> int:
+    """One ``COPY … FROM STDIN (FORMAT csv)`` of column chunks (lists or Arrow arrays, the
+    same columns in each) into ``table`` (or ``into``); return the rows sent.
 
-    Arrow's writer quotes every string and leaves nulls unquoted and empty, which is exactly
-    how PostgreSQL's CSV format tells an empty string from NULL.
+    Each chunk becomes CSV with Arrow's writer, which quotes every string and leaves nulls
+    unquoted and empty, exactly how PostgreSQL's CSV format tells an empty string from NULL.
+    psycopg's queued writer sends the data from a thread of its own, so the server stores
+    one chunk while the caller makes the next (a priority run's evaluation streams in here).
     """
-    buffer = io.BytesIO()
-    pacsv.write_csv(pa.table(columns), buffer, pacsv.WriteOptions(include_header=False))
     driver: Any = connection.connection.driver_connection
-    quoted = ", ".join(f'"{n}"' for n in columns)
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f'COPY "{table}" ({quoted}) FROM STDIN (FORMAT csv)') as copy,
-    ):
-        copy.write(buffer.getbuffer())
+    names: list[str] | None = None
+    count = 0
+    with driver.cursor() as cursor:
+        copy_cm: Any = None
+        copy: Any = None
+        try:
+            for chunk in chunks:
+                rows = len(next(iter(chunk.values()), []))
+                if not rows:
+                    continue
+                extra = _defaults(table, set(chunk))
+                columns = {
+                    n: _arrow(v, table.c[n].type)
+                    for n, v in [*chunk.items(), *((n, [d] * rows) for n, d in extra.items())]
+                }
+                if names is None:
+                    names = list(columns)
+                    quoted = ", ".join(f'"{n}"' for n in names)
+                    copy_cm = cursor.copy(
+                        f'COPY "{into or table.name}" ({quoted}) FROM STDIN (FORMAT csv)',
+                        writer=QueuedLibpqWriter(cursor),
+                    )
+                    copy = copy_cm.__enter__()
+                elif list(columns) != names:
+                    raise ValueError(f"a chunk holds columns {list(columns)}, not {names}")
+                buffer = io.BytesIO()
+                pacsv.write_csv(pa.table(columns), buffer, pacsv.WriteOptions(include_header=False))
+                copy.write(buffer.getbuffer())
+                count += rows
+        except BaseException as exc:
+            if copy_cm is not None:  # ends the COPY with an error: the server keeps no row
+                copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if copy_cm is not None:
+            copy_cm.__exit__(None, None, None)
+    return count
 
 
 def drop_secondary_indexes(connection: Connection, tables: list[str]) -> list[str]:
