@@ -123,7 +123,7 @@ def insert_columns(
     names = [*columns, *extra]
     full: dict[str, Values] = {n: columns[n] if n in columns else [extra[n]] * count for n in names}
     if dialect == "postgresql" and not any(isinstance(table.c[n].type, LargeBinary) for n in names):
-        return _copy_csv(connection, table, [full], into=into)
+        return _copy_csv(connection, table, [full], into=into, queued=False)
     if dialect == "postgresql":
         converted = [_python(full[n], table.c[n].type, dialect) for n in names]
         _copy(connection, target, names, list(zip(*converted, strict=True)))
@@ -304,6 +304,7 @@ def _copy_csv(
     table: Table,
     chunks: Iterable[Mapping[str, Values]],
     into: str | None = None,
+    queued: bool = True,
 ) -> int:
     """One ``COPY … FROM STDIN (FORMAT csv)`` of column chunks (lists or Arrow arrays, the
     same columns in each) into ``table`` (or ``into``); return the rows sent.
@@ -311,7 +312,8 @@ def _copy_csv(
     Each chunk becomes CSV with Arrow's writer, which quotes every string and leaves nulls
     unquoted and empty, exactly how PostgreSQL's CSV format tells an empty string from NULL.
     psycopg's queued writer sends the data from a thread of its own, so the server stores
-    one chunk while the caller makes the next (a priority run's evaluation streams in here).
+    one chunk while the caller makes the next (a priority run's evaluation streams in here);
+    ``queued=False`` sends from the caller's thread (one chunk: nothing to overlap).
     """
     driver: Any = connection.connection.driver_connection
     names: list[str] | None = None
@@ -334,7 +336,7 @@ def _copy_csv(
                     quoted = ", ".join(f'"{n}"' for n in names)
                     copy_cm = cursor.copy(
                         f'COPY "{into or table.name}" ({quoted}) FROM STDIN (FORMAT csv)',
-                        writer=QueuedLibpqWriter(cursor),
+                        writer=QueuedLibpqWriter(cursor) if queued else None,
                     )
                     copy = copy_cm.__enter__()
                 elif list(columns) != names:
