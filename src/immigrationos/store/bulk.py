@@ -17,11 +17,12 @@ indexes as they were. Primary keys and unique constraints always stay.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date
 from functools import lru_cache
 from typing import Any, TypeAlias
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, LargeBinary, Table
+from sqlalchemy.exc import DBAPIError
 
 from immigrationos.store.base import UTCDateTime
 
@@ -122,14 +124,27 @@ def insert_columns(
     extra = _defaults(table, set(columns))
     names = [*columns, *extra]
     full: dict[str, Values] = {n: columns[n] if n in columns else [extra[n]] * count for n in names}
-    if dialect == "postgresql" and not any(isinstance(table.c[n].type, LargeBinary) for n in names):
-        return _copy_csv(connection, table, [full], into=into, queued=False)
-    if dialect == "postgresql":
-        converted = [_python(full[n], table.c[n].type, dialect) for n in names]
-        _copy(connection, target, names, list(zip(*converted, strict=True)))
-        return count
-    _executemany(connection, target, {n: _python(full[n], table.c[n].type, dialect) for n in names})
+    with _driver_errors(connection, target):
+        if dialect != "postgresql":
+            columns = {n: _python(full[n], table.c[n].type, dialect) for n in names}
+            _executemany(connection, target, columns)
+        elif not any(isinstance(table.c[n].type, LargeBinary) for n in names):
+            _copy_csv(connection, table, [full], into=into, queued=False)
+        else:
+            converted = [_python(full[n], table.c[n].type, dialect) for n in names]
+            _copy(connection, target, names, list(zip(*converted, strict=True)))
     return count
+
+
+@contextlib.contextmanager
+def _driver_errors(connection: Connection, table: str) -> Iterator[None]:
+    """The driver's errors from the cursors used here raised as SQLAlchemy raises them for
+    any other statement: a broken key is an ``IntegrityError`` however the rows went in."""
+    dbapi: Any = connection.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as error:
+        raise DBAPIError.instance(f"bulk insert into {table}", None, error, dbapi.Error) from error
 
 
 #: A list-partition key's value as it may appear in a partition's name and DDL.
@@ -181,7 +196,8 @@ def insert_partition(
     connection.exec_driver_sql(f'CREATE TABLE "{name}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
     connection.exec_driver_sql(f'ALTER TABLE "{name}" ALTER COLUMN "{key}" SET DEFAULT \'{value}\'')
     # One COPY for the whole run: the server stores a chunk while the next one is made.
-    count = _copy_csv(connection, table, map(without_key, chunks), into=name)
+    with _driver_errors(connection, name):
+        count = _copy_csv(connection, table, map(without_key, chunks), into=name)
     connection.exec_driver_sql(f'ALTER TABLE "{name}" ALTER COLUMN "{key}" DROP DEFAULT')
     # Attaching builds the partition's key and indexes by sorting its rows: in memory, not in
     # temporary files, for a run of a million (this transaction only).
