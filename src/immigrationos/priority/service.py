@@ -250,9 +250,8 @@ def score_index(
         ):
             for batch in batches:
                 tallies.append(batch.select(["tier", "lead", "actionable"]))
-                columns: dict[str, Any] = {n: batch.column(n) for n in batch.schema.names}
-                columns["run_id"] = [row.id] * batch.num_rows
-                yield columns
+                # No run_id: insert_partition gives every row the run (partition=row.id).
+                yield {n: batch.column(n) for n in batch.schema.names}
 
     event = PrioritiesScored(object_type="priority_scores", run_id=row.id, policy_id=policy.key,
                              index_version=index_version, count=table.num_rows)  # fmt: skip

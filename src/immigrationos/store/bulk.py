@@ -181,8 +181,7 @@ def insert_partition(
     name = partition_name(table.name, value)
 
     def without_key(chunk: Mapping[str, Values]) -> dict[str, Values]:
-        held = _python(chunk[key], table.c[key].type, "") if key in chunk else [value]
-        if _constant_literal(held) != f"'{value}'":
+        if key in chunk and any(v != value for v in _python(chunk[key], table.c[key].type, "")):
             raise ValueError(f"a row of partition {value!r} holds another {key}")
         return {n: v for n, v in chunk.items() if n != key}
 
@@ -334,39 +333,33 @@ def _copy_csv(
     driver: Any = connection.connection.driver_connection
     names: list[str] | None = None
     count = 0
-    with driver.cursor() as cursor:
-        copy_cm: Any = None
-        copy: Any = None
-        try:
-            for chunk in chunks:
-                rows = len(next(iter(chunk.values()), []))
-                if not rows:
-                    continue
-                extra = _defaults(table, set(chunk))
-                columns = {
-                    n: _arrow(v, table.c[n].type)
-                    for n, v in [*chunk.items(), *((n, [d] * rows) for n, d in extra.items())]
-                }
-                if names is None:
-                    names = list(columns)
-                    quoted = ", ".join(f'"{n}"' for n in names)
-                    copy_cm = cursor.copy(
+    # The COPY opens with the first chunk, which names the columns; leaving the stack by an
+    # exception ends it with an error, and the server keeps no row.
+    with driver.cursor() as cursor, contextlib.ExitStack() as stack:
+        for chunk in chunks:
+            rows = len(next(iter(chunk.values()), []))
+            if not rows:
+                continue
+            extra = _defaults(table, set(chunk))
+            columns = {
+                n: _arrow(v, table.c[n].type)
+                for n, v in [*chunk.items(), *((n, [d] * rows) for n, d in extra.items())]
+            }
+            if names is None:
+                names = list(columns)
+                quoted = ", ".join(f'"{n}"' for n in names)
+                copy = stack.enter_context(
+                    cursor.copy(
                         f'COPY "{into or table.name}" ({quoted}) FROM STDIN (FORMAT csv)',
                         writer=QueuedLibpqWriter(cursor) if queued else None,
                     )
-                    copy = copy_cm.__enter__()
-                elif list(columns) != names:
-                    raise ValueError(f"a chunk holds columns {list(columns)}, not {names}")
-                buffer = io.BytesIO()
-                pacsv.write_csv(pa.table(columns), buffer, pacsv.WriteOptions(include_header=False))
-                copy.write(buffer.getbuffer())
-                count += rows
-        except BaseException as exc:
-            if copy_cm is not None:  # ends the COPY with an error: the server keeps no row
-                copy_cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        if copy_cm is not None:
-            copy_cm.__exit__(None, None, None)
+                )
+            elif list(columns) != names:
+                raise ValueError(f"a chunk holds columns {list(columns)}, not {names}")
+            buffer = io.BytesIO()
+            pacsv.write_csv(pa.table(columns), buffer, pacsv.WriteOptions(include_header=False))
+            copy.write(buffer.getbuffer())
+            count += rows
     return count
 
 
