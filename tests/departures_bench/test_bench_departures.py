@@ -44,8 +44,9 @@ def test_report_has_every_system_with_positive_figures(
     assert set(payload) == {"title", "columns", "rows", "targets", "notes"}
     assert payload["columns"] == module.COLUMNS
     systems = [row["system"] for row in payload["rows"]]
-    assert systems[:3] == [
-        "ours: Matcher.match, in process, 1 thread",
+    assert systems[:4] == [
+        "ours: Matcher.match, in process, one event at a time, 1 thread",
+        "ours: Matcher.match_many, in process, batches of 256, 1 thread",
         "ours: NATS end to end, published flat out",
         "ours: NATS end to end, paced at 5,000/s",
     ]
@@ -62,8 +63,15 @@ def test_report_has_every_system_with_positive_figures(
     assert payload["rows"][-1]["events"] == 5
 
 
+def test_batches_decide_as_one_event_at_a_time(payload: dict[str, Any]) -> None:
+    single, batched = payload["rows"][:2]
+    for key in ("events", "verified", "review", "unmatched", "precision_verified", "recall"):
+        assert single[key] == batched[key]
+    assert any("decided 0 events differently" in note for note in payload["notes"])
+
+
 def test_every_nats_event_is_committed_once(payload: dict[str, Any]) -> None:
-    ours, flat, paced = payload["rows"][:3]
+    ours, _, flat, paced = payload["rows"][:4]
     assert flat["events"] == 300 and paced["events"] == 150  # malformed lines included
     assert ours["dead_letters"] == 600 - ours["events"]
     decided = flat["verified"] + flat["review"] + flat["unmatched"]

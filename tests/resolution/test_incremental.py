@@ -96,6 +96,40 @@ def test_record_of_an_unknown_person_is_new(world: World, doc: ModelDoc) -> None
     assert all(d.person_id.startswith("per") and d.person_id not in absent for d in new)
 
 
+def _same(decision: object) -> object:
+    """A decision without its timings (which a batch shares)."""
+    assert hasattr(decision, "to_json")
+    out = decision.to_json()
+    out["explanation"] = {
+        k: v for k, v in out["explanation"].items() if k not in ("timing_ms", "batch")
+    }
+    return out
+
+
+def test_records_linked_together_decide_as_each_alone(world: World, doc: ModelDoc) -> None:
+    """Held-out records of known persons, records of unknown persons, records added after the
+    build, a record with no usable key, and one that is in the index itself: a batch decides
+    each exactly as it alone is decided (bands, persons, weights to the bit, explanations)."""
+    truth = world[2]
+    members = sorted(_members(truth).items())
+    held = {rs[-1] for _, rs in members if len(rs) >= 2}
+    held |= {r for i, (_, rs) in enumerate(members) if i % 9 == 0 for r in rs}
+    kept, rows = _split(world, held)
+    index = LinkIndex.build(kept, truth.entity_of, doc)
+    for row in rows[:15]:  # added after the build: found through the blocks' added keys
+        index.add(str(row["unique_id"]), feature_row(row), truth.entity_of[str(row["unique_id"])])
+    probes = [feature_row(r) for r in rows[15:]]
+    probes.append(feature_row({"unique_id": "nothing-known"}))
+    probes.append(feature_row(rows[0]))  # in the index: its own row is left out
+    probes.append(feature_row({**rows[1], "unique_id": "copy"}))
+    alone = [index.link_features(p) for p in probes]
+    together = index.link_many(probes)
+    assert len(probes) > 100 and {d.band for d in alone} == {"linked", "review", "new"}
+    assert [_same(d) for d in together] == [_same(d) for d in alone]
+    assert all(d.explanation["batch"] == len(probes) for d in together)
+    assert index.link_many([]) == []
+
+
 def test_added_record_is_found_by_the_next_link(world: World, doc: ModelDoc) -> None:
     raw, _, truth = world
     first = raw.to_pylist()[0]

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from immigrationos.resolution.columns import Candidates, FeatureColumns
+from immigrationos.resolution.columns import Candidates, FeatureColumns, value_hash
+from immigrationos.resolution.comparisons import Lefts
 from immigrationos.resolution.incremental import LinkIndex, TermFrequencies
 from immigrationos.resolution.model import ModelDoc, Parameters
 from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
@@ -77,6 +78,36 @@ def test_array_scores_equal_pair_scores(doc: ModelDoc, appended: int, scored: in
             expected = params.score(left, right, tf)
             assert scores.score(pair) == expected, (left, right)
             assert params.score(mine, stored[pair], tf) == expected, (left, right)
+
+
+@pytest.mark.parametrize("appended", [0, 120], ids=["built", "appended"])
+def test_pairs_of_many_records_score_as_each_record_alone(doc: ModelDoc, appended: int) -> None:
+    """A batch of records, each against its own candidates (some none, some one, some
+    hundreds), scores every pair as that record scored alone against its candidates."""
+    rows = _rows(300, seed=appended + 3, prefix="r")
+    table = pa.Table.from_pylist(rows[: len(rows) - appended], schema=FEATURE_SCHEMA)
+    columns = FeatureColumns(table)
+    for row in rows[len(rows) - appended :]:
+        columns.append(row)
+    params = Parameters(doc)
+    tf = {c: TermFrequencies.of(table.column(c)) for c in ("given", "family")}
+    rng = random.Random(appended)
+    lefts = _rows(40, seed=11, prefix="l")
+    chosen = [sorted(rng.sample(range(300), rng.choice([0, 1, 3, 40, 299]))) for _ in lefts]
+    of = np.array([i for i, c in enumerate(chosen) for _ in c], dtype=np.intp)
+    flat = np.array([n for c in chosen for n in c], dtype=np.int64)
+    scores = params.score_pairs(Lefts(lefts, of, value_hash), Candidates(columns, flat), tf)
+    pair = 0
+    for left, numbers in zip(lefts, chosen, strict=True):
+        if not numbers:
+            continue
+        alone = params.score_many(left, Candidates(columns, np.array(numbers)), tf)
+        for n in range(len(numbers)):
+            assert scores.weights[pair] == alone.weights[n], (left, rows[numbers[n]])
+            assert scores.score(pair) == alone.score(n)
+            assert scores.score(pair) == params.score(left, rows[numbers[n]], tf)
+            pair += 1
+    assert pair == len(flat)
 
 
 def test_index_ranks_persons_as_a_pair_by_pair_scan(doc: ModelDoc) -> None:

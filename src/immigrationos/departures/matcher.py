@@ -31,6 +31,7 @@ world's ground truth (``tests/departures/test_matching_accuracy.py`` keeps it ho
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -42,7 +43,7 @@ from immigrationos.departures.events import LandExit, Manifest, SelfReport
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import RecordLink
 from immigrationos.resolution import records
-from immigrationos.resolution.incremental import DocumentHolder, LinkIndex, Ranking
+from immigrationos.resolution.incremental import DocumentHolder, LinkDecision, LinkIndex, Ranking
 from immigrationos.resolution.models import ResolutionRun
 from immigrationos.sources.models import SourceRecord
 
@@ -118,24 +119,41 @@ class Matcher:
         """Decide one event (``unique_id`` names its record; it must not be in the index)."""
         started = time.perf_counter()
         row = records.feature_row(raw_record(event, unique_id))
+        result = self._by_document(row)
+        if result is None:
+            result = self._banded(self.index.link_features(row))
+        return _timed(self._unless_held(result), time.perf_counter() - started)
+
+    def match_many(self, events: Sequence[tuple[Event, str]]) -> list[MatchResult]:
+        """:meth:`match` of several events (each with its record's unique id), decided as
+        one by one, none seeing another (add the verified ones afterwards), at a fraction of
+        the cost: the events needing the fuzzy path are scored together
+        (:meth:`LinkIndex.link_many`). Each result's ``micros`` is its share of the batch's
+        time; its explanation says how many events the batch had."""
+        started = time.perf_counter()
+        rows = [records.feature_row(raw_record(event, uid)) for event, uid in events]
+        results: list[MatchResult | None] = [self._by_document(row) for row in rows]
+        fuzzy = [i for i, result in enumerate(results) if result is None]
+        if fuzzy:
+            decisions = self.index.link_many([rows[i] for i in fuzzy])
+            for i, decision in zip(fuzzy, decisions, strict=True):
+                results[i] = self._banded(decision)
+        share = (time.perf_counter() - started) / max(len(rows), 1)
+        return [
+            _timed(self._unless_held(result), share, len(rows))
+            for result in results
+            if result is not None
+        ]
+
+    def _by_document(self, row: dict[str, Any]) -> MatchResult | None:
+        """The decision by the event's document, or None when it names none held here."""
         holders = self.index.document_rows(row)
         agreed = _agreement(row, holders)
         if agreed is not None:
-            result = agreed
-        elif holders and (ranked := self.index.by_document(row, holders)).top:
-            result = self._document(ranked)
-        else:
-            result = self._fuzzy(row)
-        result = self._unless_held(result)
-        micros = (time.perf_counter() - started) * 1e6
-        return MatchResult(
-            result.band,
-            result.person_id,
-            result.match_weight,
-            result.probability,
-            {**result.explanation, "micros": round(micros, 1)},
-            micros,
-        )
+            return agreed
+        if holders and (ranked := self.index.by_document(row, holders)).top:
+            return self._document(ranked)
+        return None
 
     def _document(self, ranked: Ranking) -> MatchResult:
         top = ranked.leaders[0]
@@ -157,8 +175,8 @@ class Matcher:
             _explanation("document", reason, ranked),
         )
 
-    def _fuzzy(self, row: dict[str, Any]) -> MatchResult:
-        decision = self.index.link_features(row)
+    def _banded(self, decision: LinkDecision) -> MatchResult:
+        """The fuzzy path's decision in the matcher's bands."""
         weight = decision.match_weight
         if decision.band == "new" or weight is None:
             return MatchResult(
@@ -232,6 +250,17 @@ class Matcher:
                 raw = records.raw_of(gw, record)
                 self.index.add(record.id, records.feature_row(raw), fresh[record.id])
         return len(fresh)
+
+
+def _timed(result: MatchResult, seconds: float, batch: int = 1) -> MatchResult:
+    """``result`` with the time it took (``batch``: the events decided together)."""
+    micros = seconds * 1e6
+    explanation = {**result.explanation, "micros": round(micros, 1)}
+    if batch > 1:
+        explanation["batch"] = batch
+    return MatchResult(
+        result.band, result.person_id, result.match_weight, result.probability, explanation, micros
+    )
 
 
 def _agreement(row: dict[str, Any], holders: list[DocumentHolder]) -> MatchResult | None:

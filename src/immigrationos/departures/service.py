@@ -191,8 +191,8 @@ class Processor:
                 read.append(problem)
         ids = [e.event_id for e in read if not isinstance(e, Malformed)]
         seen = _already_processed(gw, ids)
-        outcomes: list[Outcome] = []
-        pending: list[_Pending] = []
+        outcomes: list[Outcome | int] = []
+        fresh: list[tuple[Received, Event]] = []
         for item, event in zip(batch, read, strict=True):
             if isinstance(event, Malformed):
                 outcomes.append(self._dead_letter(gw, item, event))
@@ -200,8 +200,10 @@ class Processor:
                 outcomes.append(Outcome(event.event_id, "duplicate", reason=seen[event.event_id]))
             else:
                 seen[event.event_id] = "earlier in the same batch"
-                pending.append(self._match(item, event))
-                outcomes.append(pending[-1].outcome)
+                outcomes.append(len(fresh))
+                fresh.append((item, event))
+        pending = self._match(fresh)
+        done = [pending[o].outcome if isinstance(o, int) else o for o in outcomes]
         if pending:
             self._record(gw, pending)
             self._confirm(gw, pending)
@@ -227,13 +229,13 @@ class Processor:
                 object_ids=[p.departure_id for p in pending][:50],
                 transport=self.transport,
                 events=len(batch),
-                duplicates=sum(o.status == "duplicate" for o in outcomes),
+                duplicates=sum(o.status == "duplicate" for o in done),
                 bands=dict(bands),
                 steps=dict(steps),
             ),
             gw.ctx,
         )
-        return outcomes, pending
+        return done, pending
 
     def _dead_letter(self, gw: Gateway, item: Received, problem: Malformed) -> Outcome:
         text = item.raw.decode("utf-8", errors="replace")
@@ -255,14 +257,23 @@ class Processor:
             )
         return Outcome(problem.event_id, "dead-letter", reason=problem.reason)
 
-    def _match(self, item: Received, event: Event) -> _Pending:
-        payload = event.model_dump(mode="json", exclude_none=True, exclude={"schema_version"})
-        digest = content_hash(payload, {})
-        rid = record_id(SOURCE, event.event_id, 1, digest)
-        match = self.matcher.match(event, rid)
-        departure_id = content_id("dep", event.event_id)
-        outcome = Outcome(event.event_id, "applied", match.band, match.person_id, departure_id)
-        return _Pending(item, event, rid, departure_id, payload, digest, match, outcome)
+    def _match(self, fresh: list[tuple[Received, Event]]) -> list[_Pending]:
+        """Match the batch's new events together (:meth:`Matcher.match_many`)."""
+        keyed = []
+        for item, event in fresh:
+            payload = event.model_dump(mode="json", exclude_none=True, exclude={"schema_version"})
+            digest = content_hash(payload, {})
+            rid = record_id(SOURCE, event.event_id, 1, digest)
+            keyed.append((item, event, rid, payload, digest))
+        matches = self.matcher.match_many([(event, rid) for _, event, rid, _, _ in keyed])
+        pending = []
+        for (item, event, rid, payload, digest), match in zip(keyed, matches, strict=True):
+            departure_id = content_id("dep", event.event_id)
+            outcome = Outcome(event.event_id, "applied", match.band, match.person_id, departure_id)
+            pending.append(
+                _Pending(item, event, rid, departure_id, payload, digest, match, outcome)
+            )
+        return pending
 
     def _record(self, gw: Gateway, pending: list[_Pending]) -> None:
         """Source records, departures and (for the verified) record links, in bulk."""

@@ -224,6 +224,13 @@ class Candidates:
     def flags(self, col: str) -> npt.NDArray[np.bool_]:
         return self.block[:, self.columns.slot[f"flag:{col}"]] != 0
 
+    def sets(self, col: str) -> list[frozenset[str]]:
+        return self.columns.sets[col]
+
+    def texts(self, col: str) -> list[str]:
+        values = self.columns.values[col]
+        return [values[c] for c in self.block[:, self.columns.slot[f"text:{col}"]].tolist()]
+
     def where_set(self, col: str, test: Callable[[frozenset[str]], bool]) -> Bools:
         sets = self.columns.sets[col]
         numbers, inverse = self._distinct(self.columns.slot[col])

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 from rapidfuzz.distance import JaroWinkler, Levenshtein
-from rapidfuzz.process import cdist
+from rapidfuzz.process import cdist, cpdist
 
 Dialect = Literal["duckdb", "spark"]
 Row = Mapping[str, Any]
@@ -67,6 +67,14 @@ class Columns(Protocol):
         """Each row's boolean value, false where missing."""
         ...
 
+    def sets(self, col: str) -> list[frozenset[str]]:
+        """A list column's distinct lists by the number :meth:`hashes` gives (0: empty)."""
+        ...
+
+    def texts(self, col: str) -> list[str]:
+        """Each row's value of a text column ("" where missing)."""
+        ...
+
 
 def _any_equal(values: npt.NDArray[np.uint64], keys: Iterable[int]) -> Mask:
     """Whether each value equals one of ``keys``."""
@@ -74,6 +82,53 @@ def _any_equal(values: npt.NDArray[np.uint64], keys: Iterable[int]) -> Mask:
     for k in keys:
         found = found | (values == np.uint64(k))
     return found
+
+
+class Lefts:
+    """The left-hand sides of many pairs with different left rows: a few feature rows
+    (several records scored at once, each against its own candidates) and which of them
+    each pair has (``of``, one entry per right-hand row of the :class:`Columns`).
+
+    What a condition needs of a left row is computed once per row (:meth:`each`) and then
+    spread over its pairs, so scoring a batch costs a few array operations for all of its
+    pairs instead of a few per record.
+    """
+
+    def __init__(
+        self, rows: Sequence[Row], of: npt.NDArray[np.intp], key: Callable[[Any], int]
+    ) -> None:
+        self.rows = rows
+        self.of = of
+        self.key = key
+        self._each: dict[tuple[str, ...], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.of)
+
+    def each(self, name: tuple[str, ...], fn: Callable[[Row], Any]) -> list[Any]:
+        """``fn`` of every left row (not per pair), remembered under ``name``."""
+        found = self._each.get(name)
+        if found is None:
+            found = self._each[name] = [fn(row) for row in self.rows]
+        return found
+
+    def spread(
+        self, name: tuple[str, ...], fn: Callable[[Row], Any], dtype: type[np.generic]
+    ) -> npt.NDArray[Any]:
+        """``fn`` of every left row, as an array with one entry per pair."""
+        key = ("spread", *name)
+        found = self._each.get(key)
+        if found is None:
+            per_row = np.array(self.each(name, fn), dtype=dtype)
+            found = self._each[key] = per_row[self.of] if len(per_row) else per_row
+        return found
+
+    def keys(self, col: str) -> npt.NDArray[np.uint64]:
+        """Each pair's left value of ``col`` hashed as the columns hash it (0: missing)."""
+        key = self.key
+        return self.spread(
+            ("key", col), lambda row: 0 if row.get(col) is None else key(row[col]), np.uint64
+        )
 
 
 class Expr:
@@ -87,6 +142,10 @@ class Expr:
 
     def many(self, l: Row, r: Columns) -> Mask:
         """:meth:`test` of ``l`` against every row of ``r`` at once."""
+        raise NotImplementedError
+
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        """:meth:`test` of each pair: left row ``l.of[i]`` against row ``i`` of ``r``."""
         raise NotImplementedError
 
     def columns(self) -> tuple[str, ...]:
@@ -121,6 +180,11 @@ class Missing(Expr):
     def many(self, l: Row, r: Columns) -> Mask:
         return True if _empty(l.get(self.col)) else r.hashes(self.col) == 0
 
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        col = self.col
+        empty = l.spread(("empty", col), lambda row: _empty(row.get(col)), np.bool_)
+        return empty | (r.hashes(col) == 0)
+
 
 @dataclass(frozen=True)
 class Eq(Expr):
@@ -139,6 +203,10 @@ class Eq(Expr):
     def many(self, l: Row, r: Columns) -> Mask:
         a = l.get(self.col)
         return False if a is None else r.hashes(self.other or self.col) == np.uint64(r.key(a))
+
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        a = l.keys(self.col)
+        return (a != 0) & (r.hashes(self.other or self.col) == a)
 
 
 @dataclass(frozen=True)
@@ -160,6 +228,16 @@ class Overlap(Expr):
         if not a:
             return False
         return r.where_set(self.col, lambda b: not a.isdisjoint(b))
+
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        col = self.col
+        mine = l.each(("set", col), lambda row: frozenset(row.get(col) or ()))
+        sets = r.sets(col)
+        found = (
+            bool(mine[i]) and not mine[i].isdisjoint(sets[n])
+            for i, n in zip(l.of.tolist(), r.hashes(col).tolist(), strict=True)
+        )
+        return np.fromiter(found, np.bool_, len(l))
 
 
 @dataclass(frozen=True)
@@ -209,6 +287,41 @@ class Swapped(Expr):
             )
         return forward | backward
 
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        key = l.key
+
+        def firsts(row: Row) -> tuple[str, str] | None:
+            g, f = row.get("given_first"), row.get("family_first")
+            return None if g is None or f is None else (g, f)
+
+        def tokens(row: Row) -> tuple[frozenset[int], frozenset[int]] | None:
+            family, given = row.get("family_tokens") or (), row.get("given_tokens") or ()
+            if not (family and given):
+                return None
+            return frozenset(key(t) for t in family), frozenset(key(t) for t in given)
+
+        mine = l.each(("swap", "firsts"), firsts)
+        theirs = l.each(("swap", "tokens"), tokens)
+        family_sets, given_sets = r.sets("family_tokens"), r.sets("given_tokens")
+        out = np.zeros(len(l), dtype=np.bool_)
+        columns = zip(
+            l.of.tolist(),
+            r.hashes("family_tokens").tolist(),
+            r.hashes("given_tokens").tolist(),
+            r.hashes("given_first").tolist(),
+            r.hashes("family_first").tolist(),
+            strict=True,
+        )
+        for pair, (i, family, given, given_first, family_first) in enumerate(columns):
+            firsts_, tokens_ = mine[i], theirs[i]
+            forward = firsts_ is not None and (
+                firsts_[0] in family_sets[family] and firsts_[1] in given_sets[given]
+            )
+            out[pair] = forward or (
+                tokens_ is not None and given_first in tokens_[0] and family_first in tokens_[1]
+            )
+        return out
+
 
 @dataclass(frozen=True)
 class JaroWinklerAtLeast(Expr):
@@ -234,6 +347,10 @@ class JaroWinklerAtLeast(Expr):
         similar = r.scored_text(self.col, _distances(a, JaroWinkler.similarity, np.float64))
         return (similar >= self.threshold) & (r.hashes(self.col) != 0)
 
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        similar = _pair_distances(l, r, self.col, JaroWinkler.similarity, np.float64)
+        return similar is not False and similar >= self.threshold
+
 
 @dataclass(frozen=True)
 class EditsAtMost(Expr):
@@ -256,6 +373,10 @@ class EditsAtMost(Expr):
         edits = r.scored_text(self.col, _distances(a, Levenshtein.distance, np.int64))
         return (edits <= self.edits) & (r.hashes(self.col) != 0)
 
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        edits = _pair_distances(l, r, self.col, Levenshtein.distance, np.int64, missing=1 << 30)
+        return edits is not False and edits <= self.edits
+
 
 @dataclass(frozen=True)
 class YearsApart(Expr):
@@ -276,6 +397,17 @@ class YearsApart(Expr):
         if a is None:
             return False
         return _any_equal(r.hashes(self.col), {r.key(a - self.years), r.key(a + self.years)})
+
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        col, years, key = self.col, self.years, l.key
+
+        def apart(sign: int) -> Callable[[Row], int]:
+            return lambda row: 0 if row.get(col) is None else key(row[col] + sign * years)
+
+        theirs = r.hashes(col)
+        below = l.spread(("years", col, str(-years)), apart(-1), np.uint64)
+        above = l.spread(("years", col, str(years)), apart(1), np.uint64)
+        return (below != 0) & ((theirs == below) | (theirs == above))
 
 
 @dataclass(frozen=True)
@@ -306,6 +438,14 @@ class Flag(Expr):
         b = r.flags(self.col)
         return b if self.side == "either" else ~b
 
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        col = self.col
+        a = l.spread(("flag", col), lambda row: bool(row.get(col)), np.bool_)
+        if self.side == "left":
+            return a
+        either = a | r.flags(col)
+        return either if self.side == "either" else ~either
+
 
 @dataclass(frozen=True)
 class All(Expr):
@@ -325,6 +465,12 @@ class All(Expr):
                 break
         return out
 
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        out: Mask = True
+        for part in self.parts:
+            out = out & part.pairs(l, r)
+        return out
+
 
 @dataclass(frozen=True)
 class AnyOf(Expr):
@@ -342,6 +488,12 @@ class AnyOf(Expr):
             out = out | part.many(l, r)
             if out is True:
                 break
+        return out
+
+    def pairs(self, l: Lefts, r: Columns) -> Mask:
+        out: Mask = False
+        for part in self.parts:
+            out = out | part.pairs(l, r)
         return out
 
 
@@ -378,6 +530,21 @@ class Comparison:
         and after a level that holds everywhere, hold everywhere). ``seen`` keeps conditions
         already evaluated for the same ``l`` and ``r`` (given and family names share
         :class:`Swapped`)."""
+        return self._masks(lambda expr: expr.many(l, r), len(r), width, seen)
+
+    def pair_masks(
+        self, l: Lefts, r: Columns, width: int, seen: dict[int, Mask] | None = None
+    ) -> list[Bools]:
+        """:meth:`level_masks` of each pair of left rows ``l`` and right rows ``r``."""
+        return self._masks(lambda expr: expr.pairs(l, r), len(r), width, seen)
+
+    def _masks(
+        self,
+        evaluate: Callable[[Expr], Mask],
+        count: int,
+        width: int,
+        seen: dict[int, Mask] | None,
+    ) -> list[Bools]:
         seen = {} if seen is None else seen
         masks: list[Bools] = []
         for level in self.levels:
@@ -386,12 +553,12 @@ class Comparison:
                 break
             key = _SAME.get(id(expr), id(expr))
             if key not in seen:
-                seen[key] = expr.many(l, r)
+                seen[key] = evaluate(expr)
             holds = seen[key]
             if holds is True:
                 break
-            masks.append(_constant(len(r), False) if holds is False else holds)
-        return masks + [_constant(len(r), True)] * (width - len(masks))
+            masks.append(_constant(count, False) if holds is False else holds)
+        return masks + [_constant(count, True)] * (width - len(masks))
 
 
 @lru_cache(maxsize=64)
@@ -407,6 +574,29 @@ def _distances(
 ) -> Callable[[Sequence[str]], npt.NDArray[Any]]:
     """``scorer`` of ``value`` against many (rapidfuzz's batch call, the same scorer)."""
     return lambda others: cdist([value], others, scorer=scorer, dtype=dtype, workers=1)[0]
+
+
+def _pair_distances(
+    l: Lefts,
+    r: Columns,
+    col: str,
+    scorer: Any,
+    dtype: type[np.generic],
+    missing: float | int = 0,
+) -> npt.NDArray[Any] | Literal[False]:
+    """``scorer`` of each pair's two values of a text column (rapidfuzz's pairwise batch
+    call), ``missing`` where either side lacks one; False when no pair has both."""
+    lefts = l.each(("text", col), lambda row: row.get(col))
+    both = np.flatnonzero((l.keys(col) != 0) & (r.hashes(col) != 0))
+    if not len(both):
+        return False
+    texts = r.texts(col)
+    pairs = both.tolist()
+    mine = [lefts[i] for i in l.of[both].tolist()]
+    scored = cpdist(mine, [texts[p] for p in pairs], scorer=scorer, dtype=dtype, workers=1)
+    out = np.full(len(l), missing, dtype=dtype)
+    out[both] = scored
+    return out
 
 
 def _null(col: str, label: str, is_list: bool = False) -> Level:

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from immigrationos.resolution.cluster import new_person_id
 from immigrationos.resolution.columns import Candidates, FeatureColumns, column_hashes, value_hash
+from immigrationos.resolution.comparisons import Lefts
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
     EachScore,
@@ -132,6 +133,7 @@ class SortedKeys:
         self.keys = keys
         tops = np.arange(1 << self.BITS, dtype=np.uint64) << np.uint64(64 - self.BITS)
         self._directory = [*np.searchsorted(keys, tops).tolist(), len(keys)]
+        self._starts = np.array(self._directory, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -151,6 +153,27 @@ class SortedKeys:
         ends = self.keys[lo:hi].searchsorted(np.array([key, key + 1], dtype=np.uint64))
         first, last = ends.tolist()
         return lo + first, lo + last
+
+    def spans(self, keys: Hashes) -> tuple[Rows, Rows]:
+        """:meth:`span` of many keys at once: a binary search of every key in step, each
+        within the stretch the directory gives it (a few dozen keys), as array operations."""
+        top = (keys >> np.uint64(64 - self.BITS)).astype(np.int64)
+        return self._bound(keys, top, right=False), self._bound(keys, top, right=True)
+
+    def _bound(self, keys: Hashes, top: Rows, right: bool) -> Rows:
+        """Per key, the first place whose key is greater (``right``) or not less than it."""
+        lo, hi = self._starts[top], self._starts[top + 1]
+        last = max(len(self.keys) - 1, 0)
+        while True:
+            open_ = lo < hi
+            if not open_.any():
+                return lo
+            mid = (lo + hi) >> 1
+            held = self.keys[np.minimum(mid, last)]
+            below = (held <= keys) if right else (held < keys)
+            up = open_ & below
+            lo = np.where(up, mid + 1, lo)
+            hi = np.where(open_ & ~below, mid, hi)
 
 
 @dataclass
@@ -180,6 +203,17 @@ class _Block:
         extra = self.added.get(key)
         found = self.rows[lo:hi]
         return np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found
+
+    def lookup_many(self, keys: Hashes) -> list[Rows]:
+        """:meth:`lookup` of many keys (the index's rows found with one search of all)."""
+        lo, hi = self.keys.spans(keys)
+        rows, added = self.rows, self.added
+        out = []
+        for key, a, b in zip(keys.tolist(), lo.tolist(), hi.tolist(), strict=True):
+            extra = added.get(key) if added else None
+            found = rows[a:b]
+            out.append(np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found)
+        return out
 
     @property
     def nbytes(self) -> int:
@@ -299,6 +333,21 @@ def band_of_weights(weights: npt.ArrayLike, doc: ModelDoc) -> tuple[Band, str]:
     return "review", "the best person is between the review and link weights"
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The candidates of several records (:meth:`LinkIndex.candidates_many`): pair ``i`` is
+    record ``of[i]`` against index row ``rows[i]``, sorted by record, then row."""
+
+    of: npt.NDArray[np.intp]
+    rows: Rows
+    skipped: list[list[str]]
+    """Per record, the rules whose block was too large to score."""
+
+    def rows_of(self, record: int) -> Rows:
+        lo, hi = np.searchsorted(self.of, [record, record + 1]).tolist()
+        return self.rows[lo:hi]
+
+
 # -- the index --------------------------------------------------------------------------------
 
 
@@ -306,6 +355,13 @@ def band_of_weights(weights: npt.ArrayLike, doc: ModelDoc) -> tuple[Band, str]:
 class _Timer:
     started: float = field(default_factory=time.perf_counter)
     marks: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def after(cls, marks: dict[str, float]) -> _Timer:
+        """A timer that has already counted ``marks`` (milliseconds), as if they just passed."""
+        timer = cls(time.perf_counter() - sum(marks.values()) / 1000)
+        timer.marks = dict(marks)
+        return timer
 
     def mark(self, name: str) -> None:
         now = time.perf_counter()
@@ -458,6 +514,42 @@ class LinkIndex:
         own = self.row_of(str(row.get("unique_id")))
         return (rows[rows != own] if own is not None else rows), skipped
 
+    def candidates_many(self, rows: list[Mapping[str, Any]]) -> Batch:
+        """:meth:`candidates` of several records at once: each rule's keys of all of them
+        looked up in one search, the union per record as one sort."""
+        skipped: list[list[str]] = [[] for _ in rows]
+        found_of: list[int] = []
+        found: list[Rows] = []
+        for probe, block in zip(self.probes, self._blocks, strict=True):
+            who, keys = [], []
+            for i, row in enumerate(rows):
+                values = [row.get(c) for c in probe.probe]
+                if all(v is not None for v in values):
+                    who.append(i)
+                    keys.append(key_hash(values))
+            if not keys:
+                continue
+            looked = block.lookup_many(np.array(keys, dtype=np.uint64))
+            for i, numbers in zip(who, looked, strict=True):
+                if len(numbers) > MAX_BLOCK:
+                    skipped[i].append(probe.label)
+                elif len(numbers):
+                    found_of.append(i)
+                    found.append(numbers)
+        if found:
+            sizes = np.fromiter((len(f) for f in found), np.int64, len(found))
+            of = np.repeat(np.array(found_of, dtype=np.int64), sizes)
+            pairs = np.unique((of << 40) | np.concatenate(found))
+            of, numbers = pairs >> 40, pairs & ((1 << 40) - 1)
+        else:
+            of = numbers = np.empty(0, dtype=np.int64)
+        own = [self.row_of(str(row.get("unique_id"))) for row in rows]
+        if any(o is not None for o in own):
+            theirs = np.array([-1 if o is None else o for o in own], dtype=np.int64)
+            keep = numbers != theirs[of]
+            of, numbers = of[keep], numbers[keep]
+        return Batch(of.astype(np.intp), numbers, skipped)
+
     def document_rows(self, row: Mapping[str, Any]) -> list[DocumentHolder]:
         """The records holding the row's document (number and issuing country, exactly),
         without scoring; empty when it names none.
@@ -543,6 +635,78 @@ class LinkIndex:
             self._candidate(scores, rows, pair, float(weights[pair])) for pair in pairs[1:]
         ]
         return Ranking(ranked, named_ones, len(rows))
+
+    def rank_many(
+        self, rows: list[Mapping[str, Any]], batch: Batch, leaders: int = EXPLAINED_PERSONS
+    ) -> list[Ranking]:
+        """:meth:`rank` of several records, each against its candidates in ``batch``: every
+        pair of all of them scored in one pass (:meth:`Parameters.score_pairs`), the best pair
+        per person and the order of persons found for all records with one sort each. The
+        rankings are those :meth:`rank` gives record by record, weights equal to the bit."""
+        of, numbers = batch.of, batch.rows
+        if not len(numbers):
+            return [Ranking(np.empty(0), [], 0) for _ in rows]
+        scores = self.params.score_pairs(
+            Lefts(rows, of, value_hash), Candidates(self.features, numbers), self.tf
+        )
+        weights = scores.weights
+        codes = self._codes[numbers]
+        # Each record's pairs by person, best first (equal weights keep pair order).
+        order = np.lexsort((-weights, codes, of))
+        first = np.ones(len(order), dtype=np.bool_)
+        np.not_equal(codes[order][1:], codes[order][:-1], out=first[1:])
+        first[1:] |= of[order][1:] != of[order][:-1]
+        best = order[first]  # each record's best pair per person, persons by code
+        # Then each record's persons by best weight (equal weights keep person code order).
+        best = best[np.lexsort((-weights[best], of[best]))]
+        ranked = weights[best]
+        ends = np.searchsorted(of[best], np.arange(len(rows) + 1), side="left").tolist()
+        pair_counts = np.bincount(of, minlength=len(rows)).tolist()
+        # Python lists from here: a few persons per record, read one by one.
+        best_pairs, best_weights = best.tolist(), ranked.tolist()
+        person, code_of = self._persons, codes.tolist()
+        out = []
+        for i in range(len(rows)):
+            lo, hi = ends[i], ends[i + 1]
+            if lo == hi:
+                out.append(Ranking(np.empty(0), [], 0))
+                continue
+            # Persons tied with the last one named are ordered by id too, as a full sort would.
+            cut = lo + min(leaders, hi - lo)
+            last = best_weights[cut - 1]
+            while cut < hi and best_weights[cut] >= last:
+                cut += 1
+            tied = sorted(
+                zip(best_weights[lo:cut], best_pairs[lo:cut], strict=True),
+                key=lambda item: (-item[0], person[code_of[item[1]]]),
+            )[:leaders]
+            top_pair = tied[0][1]
+            named_ones = [self._candidate(scores, numbers, top_pair)] + [
+                self._candidate(scores, numbers, pair, weight) for weight, pair in tied[1:]
+            ]
+            out.append(Ranking(ranked[lo:hi], named_ones, pair_counts[i]))
+        return out
+
+    def link_many(self, rows: list[Mapping[str, Any]]) -> list[LinkDecision]:
+        """:meth:`link_features` of several records at once (none sees another: add them
+        afterwards); the same decisions. Each explanation's timings are the batch's shared
+        by its records, with ``batch`` saying how many."""
+        started = time.perf_counter()
+        batch = self.candidates_many(rows)
+        found = time.perf_counter()
+        rankings = self.rank_many(rows, batch)
+        scored = time.perf_counter()
+        share = 1000 / max(len(rows), 1)
+        marks = {
+            "candidates": round((found - started) * share, 3),
+            "scoring": round((scored - found) * share, 3),
+        }
+        out = []
+        for row, ranked, skipped in zip(rows, rankings, batch.skipped, strict=True):
+            decision = self._decide(row, ranked, skipped, _Timer.after(marks))
+            decision.explanation["batch"] = len(rows)
+            out.append(decision)
+        return out
 
     def _rank_few(self, row: Mapping[str, Any], rows: Rows, leaders: int) -> Ranking:
         """:meth:`rank` pair by pair, for a few candidates."""

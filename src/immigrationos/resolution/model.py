@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -28,9 +28,13 @@ from immigrationos.resolution.comparisons import (
     Comparison,
     Dialect,
     Eq,
+    Lefts,
     Mask,
     comparison_dicts,
 )
+
+Adjustment = npt.NDArray[np.float64] | float
+"""A term-frequency adjustment per pair, or one for all."""
 
 #: Blocking rules for prediction, chosen from the blocking analysis in docs/resolution.md:
 #: each catches matches the others miss (identifiers alone; names with a noisy birth date;
@@ -229,11 +233,12 @@ class PairScores:
     def score(self, pair: int) -> Score:
         """Pair number ``pair`` as :meth:`Parameters.score` gives it (the same weight)."""
         parts = []
-        for i, comparison in enumerate(COMPARISONS):
-            n = int(self.levels[i, pair])
+        levels = self.levels[:, pair].tolist()
+        weights = self.params.weights
+        for i, (comparison, n) in enumerate(zip(COMPARISONS, levels, strict=True)):
             a = float(self.adjustments[i][pair]) if i in self.adjustments else 0.0
             parts.append(Contribution(comparison.name, comparison.levels[n].label, n,
-                                      self.params.weights[i][n], a))  # fmt: skip
+                                      weights[i][n], a))  # fmt: skip
         return Score(float(self.weights[pair]), tuple(parts))
 
 
@@ -290,9 +295,34 @@ class Parameters:
         (each comparison's weight plus adjustment added to the prior in the same order, so
         equal to the last bit). Every comparison's level masks are stacked, so that finding
         the levels and summing the weights are a few array operations for all of them."""
-        n, count = len(r), len(COMPARISONS)
         seen: dict[int, Mask] = {}
         masks = [m for c in COMPARISONS for m in c.level_masks(l, r, self._width, seen)]
+
+        def adjustment(i: int, k: int, column: str, same: bool) -> Adjustment:
+            return self._adjustment(i, k, column, same, l, r, tf)
+
+        return self._scores(masks, len(r), adjustment)
+
+    def score_pairs(
+        self, l: Lefts, r: Columns, tf: Mapping[str, Mapping[str, float]]
+    ) -> PairScores:
+        """:meth:`score` of many pairs whose left rows differ (several records, each against
+        its own candidates: ``l.of`` says which), all at once, equal to the last bit."""
+        seen: dict[int, Mask] = {}
+        masks = [m for c in COMPARISONS for m in c.pair_masks(l, r, self._width, seen)]
+
+        def adjustment(i: int, k: int, column: str, same: bool) -> Adjustment:
+            return self._pair_adjustment(i, k, column, same, l, r, tf)
+
+        return self._scores(masks, len(r), adjustment)
+
+    def _scores(
+        self,
+        masks: list[npt.NDArray[np.bool_]],
+        n: int,
+        adjustment: Callable[[int, int, str, bool], Adjustment],
+    ) -> PairScores:
+        count = len(COMPARISONS)
         stacked = np.array(masks).reshape(count, self._width, n)
         levels = self._width - np.logical_or.accumulate(stacked, axis=1).sum(axis=1)
         parts = np.empty((count + 1, n))
@@ -302,7 +332,7 @@ class Parameters:
         for i, comparison in enumerate(COMPARISONS):
             for k, spec in enumerate(comparison.levels):
                 if spec.tf:
-                    adj = self._adjustment(i, k, spec.tf, spec.expr == Eq(spec.tf), l, r, tf)
+                    adj = adjustment(i, k, spec.tf, spec.expr == Eq(spec.tf))
                     at = levels[i] == k
                     parts[i + 1] = np.where(at, self.weights[i][k] + adj, parts[i + 1])
                     adjustments[i] = np.where(at, adj, adjustments.get(i, 0.0))
@@ -318,7 +348,7 @@ class Parameters:
         l: Mapping[str, Any],
         r: Columns,
         tf: Mapping[str, Mapping[str, float]],
-    ) -> npt.NDArray[np.float64] | float:
+    ) -> Adjustment:
         """The term-frequency adjustment of level ``k`` of comparison ``i`` for each pair (as
         :meth:`_contribution`); one number when ``same`` (both sides hold the same value)."""
         freq = tf.get(column, {})
@@ -332,6 +362,27 @@ class Parameters:
             return np.array([u - math.log2(f) if f > 0 else 0.0 for f in both])
 
         return r.scored_text(column, adjust)
+
+    def _pair_adjustment(
+        self,
+        i: int,
+        k: int,
+        column: str,
+        same: bool,
+        l: Lefts,
+        r: Columns,
+        tf: Mapping[str, Mapping[str, float]],
+    ) -> Adjustment:
+        """:meth:`_adjustment` of each pair of :meth:`score_pairs`."""
+        freq = tf.get(column, {})
+        u = math.log2(self.u_values[i][k])
+        mine = l.each(("tf", column), lambda row: freq.get(row.get(column) or "", 0.0))
+        if same:
+            own = [u - math.log2(f) if f > 0 else 0.0 for f in mine]
+            return np.array(own, dtype=np.float64)[l.of]
+        theirs = r.texts(column)
+        both = (max(mine[i], freq.get(v, 0.0)) for i, v in zip(l.of.tolist(), theirs, strict=True))
+        return np.array([u - math.log2(f) if f > 0 else 0.0 for f in both], dtype=np.float64)
 
     def explain(self, weights: Mapping[str, float | None], tf: Mapping[str, float | None]) -> Score:
         """A scored pair's explanation from Splink's per-comparison weights (``mw_*``).
