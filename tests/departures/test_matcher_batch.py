@@ -33,9 +33,7 @@ def _events(world: World, count: int) -> list[tuple[Event, str]]:
     return out
 
 
-def test_a_batch_decides_each_event_as_alone(
-    processor: Processor, departure_world: World
-) -> None:
+def test_a_batch_decides_each_event_as_alone(processor: Processor, departure_world: World) -> None:
     matcher = processor.matcher
     events = _events(departure_world, 600)
     first = events[0][1]
