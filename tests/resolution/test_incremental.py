@@ -13,6 +13,7 @@ from benchmarks._resolution_peers import world_records
 from immigrationos.resolution.evaluate import Truth
 from immigrationos.resolution.incremental import (
     Candidate,
+    LinkDecision,
     LinkIndex,
     Probe,
     band_of,
@@ -96,14 +97,12 @@ def test_record_of_an_unknown_person_is_new(world: World, doc: ModelDoc) -> None
     assert all(d.person_id.startswith("per") and d.person_id not in absent for d in new)
 
 
-def _same(decision: object) -> object:
-    """A decision without its timings (which a batch shares)."""
-    assert hasattr(decision, "to_json")
+def _same(decision: LinkDecision) -> tuple[object, ...]:
+    """A decision without its timings (which a batch shares), its weight unrounded."""
     out = decision.to_json()
-    out["explanation"] = {
-        k: v for k, v in out["explanation"].items() if k not in ("timing_ms", "batch")
-    }
-    return out
+    shared = ("timing_ms", "batch")
+    explanation = {k: v for k, v in out["explanation"].items() if k not in shared}
+    return decision.match_weight, decision.probability, out["band"], out["person_id"], explanation
 
 
 def test_records_linked_together_decide_as_each_alone(world: World, doc: ModelDoc) -> None:

@@ -119,8 +119,7 @@ class Lefts:
         key = ("spread", *name)
         found = self._each.get(key)
         if found is None:
-            per_row = np.array(self.each(name, fn), dtype=dtype)
-            found = self._each[key] = per_row[self.of] if len(per_row) else per_row
+            found = self._each[key] = np.array(self.each(name, fn), dtype=dtype)[self.of]
         return found
 
     def keys(self, col: str) -> npt.NDArray[np.uint64]:

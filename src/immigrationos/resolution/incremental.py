@@ -200,20 +200,18 @@ class _Block:
         """The rows of ``key``, ascending and each once (the indexed rows sort by row within
         a key, and the added ones come after them in order)."""
         lo, hi = self.keys.span(key)
-        extra = self.added.get(key)
-        found = self.rows[lo:hi]
-        return np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found
+        return self._with_added(key, self.rows[lo:hi])
 
     def lookup_many(self, keys: Hashes) -> list[Rows]:
         """:meth:`lookup` of many keys (the index's rows found with one search of all)."""
         lo, hi = self.keys.spans(keys)
-        rows, added = self.rows, self.added
-        out = []
-        for key, a, b in zip(keys.tolist(), lo.tolist(), hi.tolist(), strict=True):
-            extra = added.get(key) if added else None
-            found = rows[a:b]
-            out.append(np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found)
-        return out
+        spans = zip(keys.tolist(), lo.tolist(), hi.tolist(), strict=True)
+        return [self._with_added(key, self.rows[a:b]) for key, a, b in spans]
+
+    def _with_added(self, key: int, found: Rows) -> Rows:
+        """``found`` (the indexed rows of ``key``) followed by the rows added since."""
+        extra = self.added.get(key)
+        return np.concatenate([found, np.array(extra, dtype=np.int64)]) if extra else found
 
     @property
     def nbytes(self) -> int:
@@ -342,10 +340,6 @@ class Batch:
     rows: Rows
     skipped: list[list[str]]
     """Per record, the rules whose block was too large to score."""
-
-    def rows_of(self, record: int) -> Rows:
-        lo, hi = np.searchsorted(self.of, [record, record + 1]).tolist()
-        return self.rows[lo:hi]
 
 
 # -- the index --------------------------------------------------------------------------------
