@@ -127,12 +127,17 @@ class Matcher:
     def match_many(self, events: Sequence[tuple[Event, str]]) -> list[MatchResult]:
         """:meth:`match` of several events (each with its record's unique id), decided as
         one by one, none seeing another (add the verified ones afterwards), at a fraction of
-        the cost: the events needing the fuzzy path are scored together
+        the cost: the documents are looked up together (:meth:`LinkIndex.document_rows_many`)
+        and the events needing the fuzzy path are scored together
         (:meth:`LinkIndex.link_many`). Each result's ``micros`` is its share of the batch's
         time; its explanation says how many events the batch had."""
         started = time.perf_counter()
         rows = [records.feature_row(raw_record(event, uid)) for event, uid in events]
-        results: list[MatchResult | None] = [self._by_document(row) for row in rows]
+        holders = self.index.document_rows_many(rows)
+        results = [
+            self._by_document(row, found) if found else None
+            for row, found in zip(rows, holders, strict=True)
+        ]
         fuzzy = [i for i, result in enumerate(results) if result is None]
         if fuzzy:
             decisions = self.index.link_many([rows[i] for i in fuzzy])
@@ -145,9 +150,14 @@ class Matcher:
             if result is not None
         ]
 
-    def _by_document(self, row: dict[str, Any]) -> MatchResult | None:
-        """The decision by the event's document, or None when it names none held here."""
-        holders = self.index.document_rows(row)
+    def _by_document(
+        self, row: dict[str, Any], holders: list[DocumentHolder] | None = None
+    ) -> MatchResult | None:
+        """The decision by the event's document, or None when it names none held here
+        (``holders``: :meth:`LinkIndex.document_rows`, when already looked up). The full
+        comparison scores pair by pair: a document has one holder or a few."""
+        if holders is None:
+            holders = self.index.document_rows(row)
         agreed = _agreement(row, holders)
         if agreed is not None:
             return agreed

@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from immigrationos.resolution.comparisons import compared_columns, text_columns
+from immigrationos.resolution.comparisons import TokenLists, compared_columns, text_columns
 
 Hashes = npt.NDArray[np.uint64]
 Rows = npt.NDArray[np.int64]
@@ -86,6 +86,7 @@ class FeatureColumns:
         integer, boolean and text forms beside the hash)."""
         self.sets: dict[str, list[frozenset[str]]] = {}
         self.values: dict[str, list[str]] = {}
+        self._token_lists: dict[str, TokenLists] = {}
         parts: list[Hashes] = []
         for name in compared_columns():
             kind = table.schema.field(name).type
@@ -114,6 +115,13 @@ class FeatureColumns:
             self.matrix[: self.size, i] = part
         self._plan = [(name, self._kind(name)) for name in compared_columns()]
         self._writes = [(i, *name.rpartition(":")[::2]) for name, i in self.slot.items()]
+
+    def token_lists(self, name: str) -> TokenLists:
+        """A list column's distinct lists as token arrays (made on first use)."""
+        found = self._token_lists.get(name)
+        if found is None:
+            found = self._token_lists[name] = TokenLists(self.sets[name])
+        return found
 
     def _kind(self, name: str) -> str:
         if name in self.sets:
@@ -224,12 +232,12 @@ class Candidates:
     def flags(self, col: str) -> npt.NDArray[np.bool_]:
         return self.block[:, self.columns.slot[f"flag:{col}"]] != 0
 
-    def sets(self, col: str) -> list[frozenset[str]]:
-        return self.columns.sets[col]
+    def token_lists(self, col: str) -> TokenLists:
+        return self.columns.token_lists(col)
 
-    def texts(self, col: str) -> list[str]:
-        values = self.columns.values[col]
-        return [values[c] for c in self.block[:, self.columns.slot[f"text:{col}"]].tolist()]
+    def text_codes(self, col: str) -> tuple[npt.NDArray[np.int64], list[str]]:
+        codes = self.block[:, self.columns.slot[f"text:{col}"]].astype(np.int64)
+        return codes, self.columns.values[col]
 
     def where_set(self, col: str, test: Callable[[frozenset[str]], bool]) -> Bools:
         sets = self.columns.sets[col]

@@ -67,12 +67,13 @@ class Columns(Protocol):
         """Each row's boolean value, false where missing."""
         ...
 
-    def sets(self, col: str) -> list[frozenset[str]]:
+    def token_lists(self, col: str) -> TokenLists:
         """A list column's distinct lists by the number :meth:`hashes` gives (0: empty)."""
         ...
 
-    def texts(self, col: str) -> list[str]:
-        """Each row's value of a text column ("" where missing)."""
+    def text_codes(self, col: str) -> tuple[npt.NDArray[np.int64], list[str]]:
+        """Each row's value of a text column as a number into the distinct values, which
+        come second (number 0 is "", missing)."""
         ...
 
 
@@ -82,6 +83,101 @@ def _any_equal(values: npt.NDArray[np.uint64], keys: Iterable[int]) -> Mask:
     for k in keys:
         found = found | (values == np.uint64(k))
     return found
+
+
+class TokenLists:
+    """A list column's distinct lists (``sets``, by number; number 0 the empty list) as
+    arrays of token numbers, so that whether many pairs' lists share a token is a few array
+    operations (:func:`shares`) instead of a set test per pair.
+
+    ``sets`` may grow (lists of records added later): the arrays follow on next use.
+    """
+
+    def __init__(self, sets: list[frozenset[str]]) -> None:
+        self.sets = sets
+        self.number: dict[str, int] = {}
+        """Token → its number (tokens of lists seen so far)."""
+        self._starts = np.zeros(1, dtype=np.int64)
+        self._tokens = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.sets)
+
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """List ``n``'s tokens are ``tokens[starts[n]:starts[n + 1]]``."""
+        done = len(self._starts) - 1
+        if done < len(self.sets):
+            number = self.number
+            tokens = [
+                [number.setdefault(token, len(number)) for token in sorted(found)]
+                for found in self.sets[done:]
+            ]
+            sizes = np.fromiter((len(t) for t in tokens), np.int64, len(tokens))
+            self._starts = np.concatenate([self._starts, self._starts[-1] + np.cumsum(sizes)])
+            flat = np.fromiter((n for t in tokens for n in t), np.int64, int(sizes.sum()))
+            self._tokens = np.concatenate([self._tokens, flat])
+        return self._starts, self._tokens
+
+    def numbering(self) -> dict[str, int]:
+        """Token → its number, for every list held (lists added since numbered too): a
+        token it lacks is in no list."""
+        self.arrays()
+        return self.number
+
+
+def _member(
+    of: npt.NDArray[np.intp], values: npt.NDArray[np.integer[Any]], held: Sequence[Sequence[int]]
+) -> Bools:
+    """Whether each pair's right value is among its left row's (``held[of[i]]``) values;
+    0 stands for missing and is never among them. Exact: values are ranked among the left
+    rows' distinct values, and (left row, rank) looked up as one integer."""
+    sizes = np.fromiter((len(h) for h in held), np.int64, len(held))
+    flat = np.fromiter((v for h in held for v in h), np.uint64, int(sizes.sum()))
+    if not len(flat):
+        return np.zeros(len(of), dtype=np.bool_)
+    distinct = np.unique(flat)
+    width = len(distinct)
+    mine = np.repeat(np.arange(len(held), dtype=np.int64), sizes) * width
+    mine += np.searchsorted(distinct, flat)
+    values = values.astype(np.uint64)
+    rank = np.minimum(np.searchsorted(distinct, values), width - 1)
+    known = (distinct[rank] == values) & (values != 0)
+    return known & np.isin(of.astype(np.int64) * width + rank, mine)
+
+
+def shares(
+    of: npt.NDArray[np.intp],
+    numbers: npt.NDArray[np.integer[Any]],
+    held: Sequence[Sequence[int]],
+    lists: TokenLists,
+) -> Bools:
+    """Whether each pair's right list (``numbers``, into ``lists``) holds one of its left
+    row's tokens (``held[of[i]]``, token numbers of ``lists``). Each distinct (left row,
+    list) is tested once: the list's tokens spread out and looked up as (row, token)
+    integers among the left rows'."""
+    out = np.zeros(len(of), dtype=np.bool_)
+    lefts = np.fromiter((bool(h) for h in held), np.bool_, len(held))
+    numbers = numbers.astype(np.int64)
+    pick = np.flatnonzero(lefts[of] & (numbers != 0))
+    if not len(pick):
+        return out
+    starts, tokens = lists.arrays()
+    width = len(starts)
+    combos, inverse = np.unique(of[pick] * width + numbers[pick], return_inverse=True)
+    row, number = np.divmod(combos, width)
+    first = starts[number]
+    counts = starts[number + 1] - first
+    spread = np.repeat(np.arange(len(combos)), counts)
+    within = np.arange(len(spread)) - np.repeat(np.cumsum(counts) - counts, counts)
+    vocabulary = max(len(lists.number), 1)
+    theirs = row[spread] * vocabulary + tokens[first[spread] + within]
+    sizes = np.fromiter((len(h) for h in held), np.int64, len(held))
+    mine = np.repeat(np.arange(len(held), dtype=np.int64), sizes) * vocabulary
+    mine += np.fromiter((t for h in held for t in h), np.int64, int(sizes.sum()))
+    found = np.zeros(len(combos), dtype=np.bool_)
+    found[spread[np.isin(theirs, mine)]] = True
+    out[pick] = found[inverse.reshape(-1)]
+    return out
 
 
 class Lefts:
@@ -230,13 +326,13 @@ class Overlap(Expr):
 
     def pairs(self, l: Lefts, r: Columns) -> Mask:
         col = self.col
-        mine = l.each(("set", col), lambda row: frozenset(row.get(col) or ()))
-        sets = r.sets(col)
-        found = (
-            bool(mine[i]) and not mine[i].isdisjoint(sets[n])
-            for i, n in zip(l.of.tolist(), r.hashes(col).tolist(), strict=True)
-        )
-        return np.fromiter(found, np.bool_, len(l))
+        lists = r.token_lists(col)
+        number = lists.numbering()
+
+        def tokens(row: Row) -> list[int]:
+            return [number[t] for t in row.get(col) or () if t in number]
+
+        return shares(l.of, r.hashes(col), l.each(("tokens", col), tokens), lists)
 
 
 @dataclass(frozen=True)
@@ -288,38 +384,29 @@ class Swapped(Expr):
 
     def pairs(self, l: Lefts, r: Columns) -> Mask:
         key = l.key
+        family, given = r.token_lists("family_tokens"), r.token_lists("given_tokens")
+        surname, name = family.numbering(), given.numbering()
 
-        def firsts(row: Row) -> tuple[str, str] | None:
+        def firsts(row: Row) -> tuple[list[int], list[int]]:
             g, f = row.get("given_first"), row.get("family_first")
-            return None if g is None or f is None else (g, f)
+            if g is None or f is None or g not in surname or f not in name:
+                return [], []
+            return [surname[g]], [name[f]]
 
-        def tokens(row: Row) -> tuple[frozenset[int], frozenset[int]] | None:
-            family, given = row.get("family_tokens") or (), row.get("given_tokens") or ()
-            if not (family and given):
-                return None
-            return frozenset(key(t) for t in family), frozenset(key(t) for t in given)
+        def tokens(row: Row) -> tuple[list[int], list[int]]:
+            surnames, names = row.get("family_tokens") or (), row.get("given_tokens") or ()
+            if not (surnames and names):
+                return [], []
+            return [key(t) for t in surnames], [key(t) for t in names]
 
         mine = l.each(("swap", "firsts"), firsts)
         theirs = l.each(("swap", "tokens"), tokens)
-        family_sets, given_sets = r.sets("family_tokens"), r.sets("given_tokens")
-        out = np.zeros(len(l), dtype=np.bool_)
-        columns = zip(
-            l.of.tolist(),
-            r.hashes("family_tokens").tolist(),
-            r.hashes("given_tokens").tolist(),
-            r.hashes("given_first").tolist(),
-            r.hashes("family_first").tolist(),
-            strict=True,
-        )
-        for pair, (i, family, given, given_first, family_first) in enumerate(columns):
-            firsts_, tokens_ = mine[i], theirs[i]
-            forward = firsts_ is not None and (
-                firsts_[0] in family_sets[family] and firsts_[1] in given_sets[given]
-            )
-            out[pair] = forward or (
-                tokens_ is not None and given_first in tokens_[0] and family_first in tokens_[1]
-            )
-        return out
+        # l's first names among r's tokens, then r's first names among l's tokens.
+        forward = shares(l.of, r.hashes("family_tokens"), [m[0] for m in mine], family)
+        forward &= shares(l.of, r.hashes("given_tokens"), [m[1] for m in mine], given)
+        backward = _member(l.of, r.hashes("given_first"), [t[0] for t in theirs])
+        backward &= _member(l.of, r.hashes("family_first"), [t[1] for t in theirs])
+        return forward | backward
 
 
 @dataclass(frozen=True)
@@ -586,15 +673,18 @@ def _pair_distances(
     """``scorer`` of each pair's two values of a text column (rapidfuzz's pairwise batch
     call), ``missing`` where either side lacks one; False when no pair has both."""
     lefts = l.each(("text", col), lambda row: row.get(col))
-    both = np.flatnonzero((l.keys(col) != 0) & (r.hashes(col) != 0))
+    codes, values = r.text_codes(col)
+    both = np.flatnonzero((l.keys(col) != 0) & (codes != 0))
     if not len(both):
         return False
-    texts = r.texts(col)
-    pairs = both.tolist()
-    mine = [lefts[i] for i in l.of[both].tolist()]
-    scored = cpdist(mine, [texts[p] for p in pairs], scorer=scorer, dtype=dtype, workers=1)
+    # Each distinct (left row, right value) scored once: candidates repeat common names.
+    combos, inverse = np.unique(l.of[both] * len(values) + codes[both], return_inverse=True)
+    row, code = np.divmod(combos, len(values))
+    mine = [lefts[i] for i in row.tolist()]
+    scored = cpdist(mine, [values[c] for c in code.tolist()], scorer=scorer, dtype=dtype,
+                    workers=1)  # fmt: skip
     out = np.full(len(l), missing, dtype=dtype)
-    out[both] = scored
+    out[both] = scored[inverse.reshape(-1)]
     return out
 
 

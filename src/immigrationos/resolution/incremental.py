@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,6 +87,44 @@ def key_hash(values: Iterable[Any]) -> int:
     return h
 
 
+def keys_of(hashes: Sequence[Hashes]) -> tuple[Rows, Hashes]:
+    """:func:`key_hash` of many records at once, from each rule column's value hashes (0:
+    missing): the records that have every value, and their keys."""
+    key = np.zeros(len(hashes[0]), dtype=np.uint64)
+    valid = np.ones(len(key), dtype=np.bool_)
+    for column in hashes:
+        key = key * np.uint64(_MIX) + column
+        valid &= column != 0
+    who = np.flatnonzero(valid)
+    return who, key[who]
+
+
+class _Hashed(dict[str, Hashes]):
+    """Each column's value hashes over a few feature rows (0: missing), made on first use."""
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def __missing__(self, col: str) -> Hashes:
+        values = (row.get(col) for row in self.rows)
+        found = np.fromiter(
+            (0 if v is None else value_hash(v) for v in values), np.uint64, len(self.rows)
+        )
+        self[col] = found
+        return found
+
+
+def _spread(starts: Rows, sizes: Rows) -> tuple[Rows, Rows]:
+    """The positions ``starts[i] .. starts[i] + sizes[i]`` of every ``i``, one after the
+    other, and the ``i`` of each."""
+    which = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    if not len(which):
+        return which, which
+    offsets = np.cumsum(sizes) - sizes
+    return which, (starts - offsets)[which] + np.arange(len(which), dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Probe:
     """One direction of a blocking rule: index records by ``indexed``, look up by ``probe``.
@@ -133,7 +171,6 @@ class SortedKeys:
         self.keys = keys
         tops = np.arange(1 << self.BITS, dtype=np.uint64) << np.uint64(64 - self.BITS)
         self._directory = [*np.searchsorted(keys, tops).tolist(), len(keys)]
-        self._starts = np.array(self._directory, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -155,25 +192,9 @@ class SortedKeys:
         return lo + first, lo + last
 
     def spans(self, keys: Hashes) -> tuple[Rows, Rows]:
-        """:meth:`span` of many keys at once: a binary search of every key in step, each
-        within the stretch the directory gives it (a few dozen keys), as array operations."""
-        top = (keys >> np.uint64(64 - self.BITS)).astype(np.int64)
-        return self._bound(keys, top, right=False), self._bound(keys, top, right=True)
-
-    def _bound(self, keys: Hashes, top: Rows, right: bool) -> Rows:
-        """Per key, the first place whose key is greater (``right``) or not less than it."""
-        lo, hi = self._starts[top], self._starts[top + 1]
-        last = max(len(self.keys) - 1, 0)
-        while True:
-            open_ = lo < hi
-            if not open_.any():
-                return lo
-            mid = (lo + hi) >> 1
-            held = self.keys[np.minimum(mid, last)]
-            below = (held <= keys) if right else (held < keys)
-            up = open_ & below
-            lo = np.where(up, mid + 1, lo)
-            hi = np.where(open_ & ~below, mid, hi)
+        """:meth:`span` of many keys at once (NumPy's search: for a batch of keys, the
+        directory saves less than a Python step per key costs)."""
+        return self.keys.searchsorted(keys, "left"), self.keys.searchsorted(keys, "right")
 
 
 @dataclass
@@ -187,14 +208,9 @@ class _Block:
     @classmethod
     def build(cls, columns: list[Hashes]) -> _Block:
         """From each rule column's value hashes (0: missing, which leaves the row out)."""
-        key = np.zeros(len(columns[0]), dtype=np.uint64)
-        valid = np.ones(len(key), dtype=np.bool_)
-        for hashes in columns:
-            key = key * np.uint64(_MIX) + hashes
-            valid &= hashes != 0
-        rows = np.flatnonzero(valid)
-        order = np.argsort(key[rows], kind="stable")
-        return cls(keys=SortedKeys(key[rows][order]), rows=rows[order].astype(np.int64))
+        rows, keys = keys_of(columns)
+        order = np.argsort(keys, kind="stable")
+        return cls(keys=SortedKeys(keys[order]), rows=rows[order].astype(np.int64))
 
     def lookup(self, key: int) -> Rows:
         """The rows of ``key``, ascending and each once (the indexed rows sort by row within
@@ -202,11 +218,21 @@ class _Block:
         lo, hi = self.keys.span(key)
         return self._with_added(key, self.rows[lo:hi])
 
-    def lookup_many(self, keys: Hashes) -> list[Rows]:
-        """:meth:`lookup` of many keys (the index's rows found with one search of all)."""
+    def lookup_many(self, keys: Hashes) -> tuple[Rows, Rows]:
+        """:meth:`lookup` of many keys at once: the rows found, each with the number of the
+        key that found it; grouped by key, each key's rows in :meth:`lookup`'s order."""
         lo, hi = self.keys.spans(keys)
-        spans = zip(keys.tolist(), lo.tolist(), hi.tolist(), strict=True)
-        return [self._with_added(key, self.rows[a:b]) for key, a, b in spans]
+        which, at = _spread(lo, hi - lo)
+        found = self.rows[at]
+        if self.added:
+            extra = [(i, self.added[k]) for i, k in enumerate(keys.tolist()) if k in self.added]
+            if extra:
+                more = [np.full(len(rows), i, dtype=np.int64) for i, rows in extra]
+                which = np.concatenate([which, *more])
+                found = np.concatenate([found, *(np.array(r, dtype=np.int64) for _, r in extra)])
+                order = np.argsort(which, kind="stable")
+                which, found = which[order], found[order]
+        return which, found
 
     def _with_added(self, key: int, found: Rows) -> Rows:
         """``found`` (the indexed rows of ``key``) followed by the rows added since."""
@@ -401,10 +427,13 @@ class LinkIndex:
 
     def materialize(self) -> None:
         """Hold the :data:`HOLDER_COLUMNS` as Python lists, so reading a document holder or
-        a record id costs a microsecond instead of an Arrow take (about a millisecond). For
-        a long-lived index (the departure matcher); it costs about 300 bytes a record."""
+        a record id costs a microsecond instead of an Arrow take (about a millisecond), and
+        number the list columns' tokens for scoring batches (``TokenLists``). For a long-lived
+        index (the departure matcher); it costs about 300 bytes a record."""
         if self._columns is None:
             self._columns = {c: self._table.column(c).to_pylist() for c in HOLDER_COLUMNS}
+            for column in self.features.sets:  # the set tests of batches (a second or so)
+                self.features.token_lists(column).arrays()
 
     @classmethod
     def build(
@@ -456,6 +485,19 @@ class LinkIndex:
             if self._table.column("unique_id")[int(row)].as_py() == unique_id:
                 return int(row)
         return None
+
+    def rows_of(self, unique_ids: Sequence[str]) -> list[int | None]:
+        """:meth:`row_of` of several records (the indexed ones' hashes searched at once)."""
+        keys = np.fromiter((value_hash(u) for u in unique_ids), np.uint64, len(unique_ids))
+        lo, hi = self._uid_keys.spans(keys)
+        out: list[int | None] = []
+        for uid, a, b in zip(unique_ids, lo.tolist(), hi.tolist(), strict=True):
+            found = self._added_uids.get(uid)
+            if found is None and a < b:
+                rows = self._uid_rows[a:b].tolist()
+                found = next((r for r in rows if self._record_id(r) == uid), None)
+            out.append(found)
+        return out
 
     def person_of(self, unique_id: str) -> str | None:
         row = self.row_of(unique_id)
@@ -510,34 +552,29 @@ class LinkIndex:
 
     def candidates_many(self, rows: list[Mapping[str, Any]]) -> Batch:
         """:meth:`candidates` of several records at once: each rule's keys of all of them
-        looked up in one search, the union per record as one sort."""
+        made and looked up as arrays, the union per record as one sort."""
         skipped: list[list[str]] = [[] for _ in rows]
-        found_of: list[int] = []
+        hashes = _Hashed(rows)
+        found_of: list[Rows] = []
         found: list[Rows] = []
         for probe, block in zip(self.probes, self._blocks, strict=True):
-            who, keys = [], []
-            for i, row in enumerate(rows):
-                values = [row.get(c) for c in probe.probe]
-                if all(v is not None for v in values):
-                    who.append(i)
-                    keys.append(key_hash(values))
-            if not keys:
+            who, keys = keys_of([hashes[c] for c in probe.probe])
+            if not len(who):
                 continue
-            looked = block.lookup_many(np.array(keys, dtype=np.uint64))
-            for i, numbers in zip(who, looked, strict=True):
-                if len(numbers) > MAX_BLOCK:
-                    skipped[i].append(probe.label)
-                elif len(numbers):
-                    found_of.append(i)
-                    found.append(numbers)
-        if found:
-            sizes = np.fromiter((len(f) for f in found), np.int64, len(found))
-            of = np.repeat(np.array(found_of, dtype=np.int64), sizes)
+            which, numbers = block.lookup_many(keys)
+            big = np.bincount(which, minlength=len(keys)) > MAX_BLOCK
+            for i in who[big].tolist():
+                skipped[i].append(probe.label)
+            keep = ~big[which]
+            found_of.append(who[which[keep]])
+            found.append(numbers[keep])
+        of = np.concatenate(found_of) if found_of else np.empty(0, dtype=np.int64)
+        if len(of):
             pairs = np.unique((of << 40) | np.concatenate(found))
             of, numbers = pairs >> 40, pairs & ((1 << 40) - 1)
         else:
-            of = numbers = np.empty(0, dtype=np.int64)
-        own = [self.row_of(str(row.get("unique_id"))) for row in rows]
+            numbers = of
+        own = self.rows_of([str(row.get("unique_id")) for row in rows])
         if any(o is not None for o in own):
             theirs = np.array([-1 if o is None else o for o in own], dtype=np.int64)
             keep = numbers != theirs[of]
@@ -546,12 +583,38 @@ class LinkIndex:
 
     def document_rows(self, row: Mapping[str, Any]) -> list[DocumentHolder]:
         """The records holding the row's document (number and issuing country, exactly),
-        without scoring; empty when it names none.
-
-        The lookup array is built on first use (about a second per million records)."""
+        without scoring; empty when it names none."""
         values = [row.get(c) for c in DOCUMENT_COLUMNS]
         if any(v is None for v in values):
             return []
+        rows = self._document_block().lookup(key_hash(values))
+        return [
+            DocumentHolder(int(n), self._persons[self._code(int(n))], partner)
+            for n, partner in zip(rows.tolist(), self._holders(rows), strict=True)
+            if all(partner.get(c) == v for c, v in zip(DOCUMENT_COLUMNS, values, strict=True))
+        ]
+
+    def document_rows_many(self, rows: Sequence[Mapping[str, Any]]) -> list[list[DocumentHolder]]:
+        """:meth:`document_rows` of several records, their documents looked up at once."""
+        out: list[list[DocumentHolder]] = [[] for _ in rows]
+        hashes = _Hashed(rows)
+        who, keys = keys_of([hashes[c] for c in DOCUMENT_COLUMNS])
+        if not len(who):
+            return out
+        which, found = self._document_block().lookup_many(keys)
+        distinct, inverse = np.unique(found, return_inverse=True)
+        stored = self._holders(distinct)
+        persons, codes = self._persons, self._codes[found].tolist()
+        number, country = DOCUMENT_COLUMNS
+        holders = zip(who[which].tolist(), found.tolist(), inverse.tolist(), codes, strict=True)
+        for i, n, k, code in holders:
+            partner, row = stored[k], rows[i]
+            if partner[number] == row.get(number) and partner[country] == row.get(country):
+                out[i].append(DocumentHolder(n, persons[code], partner))
+        return out
+
+    def _document_block(self) -> _Block:
+        """The lookup by document, built on first use (about a second per million records)."""
         if self._documents is None:
             base = self._table.num_rows
             self._documents = _Block.build(
@@ -559,12 +622,7 @@ class LinkIndex:
             )
             for i, added in enumerate(self._added_rows):
                 self._index_document(added, base + i)
-        rows = self._documents.lookup(key_hash(values))
-        return [
-            DocumentHolder(int(n), self._persons[self._code(int(n))], partner)
-            for n, partner in zip(rows.tolist(), self._holders(rows), strict=True)
-            if all(partner.get(c) == v for c, v in zip(DOCUMENT_COLUMNS, values, strict=True))
-        ]
+        return self._documents
 
     def by_document(
         self, row: Mapping[str, Any], holders: list[DocumentHolder] | None = None

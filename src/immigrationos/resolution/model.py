@@ -192,6 +192,10 @@ class Contribution:
     tf_adjustment: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
+        return dict(self._json)
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
         return {
             "comparison": self.comparison,
             "level": self.level,
@@ -234,11 +238,10 @@ class PairScores:
         """Pair number ``pair`` as :meth:`Parameters.score` gives it (the same weight)."""
         parts = []
         levels = self.levels[:, pair].tolist()
-        weights = self.params.weights
-        for i, (comparison, n) in enumerate(zip(COMPARISONS, levels, strict=True)):
+        params = self.params
+        for i, n in enumerate(levels):
             a = float(self.adjustments[i][pair]) if i in self.adjustments else 0.0
-            parts.append(Contribution(comparison.name, comparison.levels[n].label, n,
-                                      weights[i][n], a))  # fmt: skip
+            parts.append(params.contribution(i, n, a))
         return Score(float(self.weights[pair]), tuple(parts))
 
 
@@ -272,10 +275,24 @@ class Parameters:
             self.u_values.append([float(lvl.get("u_probability") or 1.0) for lvl in levels])
             if len(levels) != len(comparison.levels):
                 raise ValueError(f"model comparison {comparison.name} does not fit the code")
+        self._plain = {
+            (i, n): Contribution(c.name, level.label, n, self.weights[i][n])
+            for i, c in enumerate(COMPARISONS)
+            for n, level in enumerate(c.levels)
+        }
         self._width = max(len(c.levels) for c in COMPARISONS)
         self._weight_table = np.zeros((len(COMPARISONS), self._width))
         for i, weights in enumerate(self.weights):
             self._weight_table[i, : len(weights)] = weights
+
+    def contribution(self, i: int, level: int, adjustment: float = 0.0) -> Contribution:
+        """Comparison ``i`` at ``level``, with a term-frequency adjustment (the ones without
+        are made once: a few dozen, shared by every explanation)."""
+        if adjustment == 0.0:
+            return self._plain[i, level]
+        c = COMPARISONS[i]
+        return Contribution(c.name, c.levels[level].label, level, self.weights[i][level],
+                            adjustment)  # fmt: skip
 
     def score(
         self, l: Mapping[str, Any], r: Mapping[str, Any], tf: Mapping[str, Mapping[str, float]]
@@ -380,9 +397,13 @@ class Parameters:
         if same:
             own = [u - math.log2(f) if f > 0 else 0.0 for f in mine]
             return np.array(own, dtype=np.float64)[l.of]
-        theirs = r.texts(column)
-        both = (max(mine[i], freq.get(v, 0.0)) for i, v in zip(l.of.tolist(), theirs, strict=True))
-        return np.array([u - math.log2(f) if f > 0 else 0.0 for f in both], dtype=np.float64)
+        codes, values = r.text_codes(column)
+        combos, inverse = np.unique(l.of * len(values) + codes, return_inverse=True)
+        rows, numbers = np.divmod(combos, len(values))
+        pairs = zip(rows.tolist(), numbers.tolist(), strict=True)
+        both = (max(mine[i], freq.get(values[n], 0.0)) for i, n in pairs)
+        adjusted = np.array([u - math.log2(f) if f > 0 else 0.0 for f in both], dtype=np.float64)
+        return adjusted[inverse.reshape(-1)]
 
     def explain(self, weights: Mapping[str, float | None], tf: Mapping[str, float | None]) -> Score:
         """A scored pair's explanation from Splink's per-comparison weights (``mw_*``).
@@ -420,7 +441,7 @@ class Parameters:
             f = max(freq.get(l.get(spec.tf) or "", 0.0), freq.get(r.get(spec.tf) or "", 0.0))
             if f > 0:
                 adjustment = math.log2(self.u_values[i][level]) - math.log2(f)
-        return Contribution(comparison.name, spec.label, level, self.weights[i][level], adjustment)
+        return self.contribution(i, level, adjustment)
 
 
 def _level_weight(level: Mapping[str, Any]) -> float:
