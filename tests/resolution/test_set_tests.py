@@ -1,4 +1,4 @@
-"""The batch scorer's set tests (:func:`comparisons.shares`, :func:`comparisons._member`)
+"""The batch scorer's set tests (:func:`comparisons.shares`, :func:`comparisons.member`)
 against plain Python sets: the same answer for every pair, whatever the left rows, lists and
 pairs, and for lists added after the token arrays were made."""
 
@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from immigrationos.resolution.comparisons import TokenLists, _member, shares
+from immigrationos.resolution.comparisons import TokenLists, member, shares
 
 TOKENS = st.sampled_from(["ana", "maria", "jose", "luis", "garcia", "lopez", "zhang", "x"])
 LISTS = st.lists(st.frozensets(TOKENS, min_size=1, max_size=5), max_size=12)
@@ -46,12 +46,12 @@ def test_shares_is_a_set_intersection(
     held=st.lists(st.lists(st.integers(1, 9), max_size=4), min_size=1, max_size=6),
     data=st.data(),
 )
-def test_member_is_set_membership(held: list[list[int]], data: st.DataObject) -> None:
+def testmember_is_setmembership(held: list[list[int]], data: st.DataObject) -> None:
     count = data.draw(st.integers(0, 40))
     of = np.array(data.draw(st.lists(st.integers(0, len(held) - 1), min_size=count,
                                      max_size=count)), dtype=np.intp)  # fmt: skip
     values = np.array(data.draw(st.lists(st.integers(0, 12), min_size=count, max_size=count)),
                       dtype=np.uint64)  # fmt: skip
-    found = _member(of, values, held)
+    found = member(of, values, held)
     expected = [v != 0 and v in held[i] for i, v in zip(of.tolist(), values.tolist(), strict=True)]
     assert found.tolist() == expected

@@ -100,9 +100,6 @@ class TokenLists:
         self._starts = np.zeros(1, dtype=np.int64)
         self._tokens = np.zeros(0, dtype=np.int64)
 
-    def __len__(self) -> int:
-        return len(self.sets)
-
     def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """List ``n``'s tokens are ``tokens[starts[n]:starts[n + 1]]``."""
         done = len(self._starts) - 1
@@ -125,7 +122,19 @@ class TokenLists:
         return self.number
 
 
-def _member(
+def ranges(
+    starts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The positions ``starts[i] .. starts[i] + sizes[i] - 1`` of every ``i``, one range after
+    the other, and the ``i`` of each."""
+    which = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    if not len(which):
+        return which, which
+    offsets = np.cumsum(sizes) - sizes
+    return which, (starts - offsets)[which] + np.arange(len(which), dtype=np.int64)
+
+
+def member(
     of: npt.NDArray[np.intp], values: npt.NDArray[np.integer[Any]], held: Sequence[Sequence[int]]
 ) -> Bools:
     """Whether each pair's right value is among its left row's (``held[of[i]]``) values;
@@ -166,11 +175,9 @@ def shares(
     combos, inverse = np.unique(of[pick] * width + numbers[pick], return_inverse=True)
     row, number = np.divmod(combos, width)
     first = starts[number]
-    counts = starts[number + 1] - first
-    spread = np.repeat(np.arange(len(combos)), counts)
-    within = np.arange(len(spread)) - np.repeat(np.cumsum(counts) - counts, counts)
+    spread, at = ranges(first, starts[number + 1] - first)
     vocabulary = max(len(lists.number), 1)
-    theirs = row[spread] * vocabulary + tokens[first[spread] + within]
+    theirs = row[spread] * vocabulary + tokens[at]
     sizes = np.fromiter((len(h) for h in held), np.int64, len(held))
     mine = np.repeat(np.arange(len(held), dtype=np.int64), sizes) * vocabulary
     mine += np.fromiter((t for h in held for t in h), np.int64, int(sizes.sum()))
@@ -404,8 +411,8 @@ class Swapped(Expr):
         # l's first names among r's tokens, then r's first names among l's tokens.
         forward = shares(l.of, r.hashes("family_tokens"), [m[0] for m in mine], family)
         forward &= shares(l.of, r.hashes("given_tokens"), [m[1] for m in mine], given)
-        backward = _member(l.of, r.hashes("given_first"), [t[0] for t in theirs])
-        backward &= _member(l.of, r.hashes("family_first"), [t[1] for t in theirs])
+        backward = member(l.of, r.hashes("given_first"), [t[0] for t in theirs])
+        backward &= member(l.of, r.hashes("family_first"), [t[1] for t in theirs])
         return forward | backward
 
 

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from immigrationos.resolution.cluster import new_person_id
 from immigrationos.resolution.columns import Candidates, FeatureColumns, column_hashes, value_hash
-from immigrationos.resolution.comparisons import Lefts
+from immigrationos.resolution.comparisons import Lefts, ranges
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
     EachScore,
@@ -113,16 +113,6 @@ class _Hashed(dict[str, Hashes]):
         )
         self[col] = found
         return found
-
-
-def _spread(starts: Rows, sizes: Rows) -> tuple[Rows, Rows]:
-    """The positions ``starts[i] .. starts[i] + sizes[i]`` of every ``i``, one after the
-    other, and the ``i`` of each."""
-    which = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
-    if not len(which):
-        return which, which
-    offsets = np.cumsum(sizes) - sizes
-    return which, (starts - offsets)[which] + np.arange(len(which), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -222,7 +212,7 @@ class _Block:
         """:meth:`lookup` of many keys at once: the rows found, each with the number of the
         key that found it; grouped by key, each key's rows in :meth:`lookup`'s order."""
         lo, hi = self.keys.spans(keys)
-        which, at = _spread(lo, hi - lo)
+        which, at = ranges(lo, hi - lo)
         found = self.rows[at]
         if self.added:
             extra = [(i, self.added[k]) for i, k in enumerate(keys.tolist()) if k in self.added]
