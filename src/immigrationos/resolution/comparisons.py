@@ -134,20 +134,27 @@ def ranges(
     return which, (starts - offsets)[which] + np.arange(len(which), dtype=np.int64)
 
 
+def _flatten(
+    held: Sequence[Sequence[int]], dtype: type[np.integer[Any]]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """Every value of every row of ``held`` in one array, with the row of each."""
+    sizes = np.fromiter((len(h) for h in held), np.int64, len(held))
+    rows = np.repeat(np.arange(len(held), dtype=np.int64), sizes)
+    return rows, np.fromiter((v for h in held for v in h), dtype, len(rows))
+
+
 def member(
     of: npt.NDArray[np.intp], values: npt.NDArray[np.integer[Any]], held: Sequence[Sequence[int]]
 ) -> Bools:
     """Whether each pair's right value is among its left row's (``held[of[i]]``) values;
     0 stands for missing and is never among them. Exact: values are ranked among the left
     rows' distinct values, and (left row, rank) looked up as one integer."""
-    sizes = np.fromiter((len(h) for h in held), np.int64, len(held))
-    flat = np.fromiter((v for h in held for v in h), np.uint64, int(sizes.sum()))
+    rows, flat = _flatten(held, np.uint64)
     if not len(flat):
         return np.zeros(len(of), dtype=np.bool_)
     distinct = np.unique(flat)
     width = len(distinct)
-    mine = np.repeat(np.arange(len(held), dtype=np.int64), sizes) * width
-    mine += np.searchsorted(distinct, flat)
+    mine = rows * width + np.searchsorted(distinct, flat)
     values = values.astype(np.uint64)
     rank = np.minimum(np.searchsorted(distinct, values), width - 1)
     known = (distinct[rank] == values) & (values != 0)
@@ -165,7 +172,8 @@ def shares(
     list) is tested once: the list's tokens spread out and looked up as (row, token)
     integers among the left rows'."""
     out = np.zeros(len(of), dtype=np.bool_)
-    lefts = np.fromiter((bool(h) for h in held), np.bool_, len(held))
+    rows, flat = _flatten(held, np.int64)
+    lefts = np.bincount(rows, minlength=len(held)) > 0
     numbers = numbers.astype(np.int64)
     pick = np.flatnonzero(lefts[of] & (numbers != 0))
     if not len(pick):
@@ -178,9 +186,7 @@ def shares(
     spread, at = ranges(first, starts[number + 1] - first)
     vocabulary = max(len(lists.number), 1)
     theirs = row[spread] * vocabulary + tokens[at]
-    sizes = np.fromiter((len(h) for h in held), np.int64, len(held))
-    mine = np.repeat(np.arange(len(held), dtype=np.int64), sizes) * vocabulary
-    mine += np.fromiter((t for h in held for t in h), np.int64, int(sizes.sum()))
+    mine = rows * vocabulary + flat
     found = np.zeros(len(combos), dtype=np.bool_)
     found[spread[np.isin(theirs, mine)]] = True
     out[pick] = found[inverse.reshape(-1)]

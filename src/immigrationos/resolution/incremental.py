@@ -470,11 +470,7 @@ class LinkIndex:
         """The row number of a record, or None if it is not in the index."""
         if unique_id in self._added_uids:
             return self._added_uids[unique_id]
-        lo, hi = self._uid_keys.span(value_hash(unique_id))
-        for row in self._uid_rows[lo:hi]:
-            if self._table.column("unique_id")[int(row)].as_py() == unique_id:
-                return int(row)
-        return None
+        return self._indexed_row(unique_id, *self._uid_keys.span(value_hash(unique_id)))
 
     def rows_of(self, unique_ids: Sequence[str]) -> list[int | None]:
         """:meth:`row_of` of several records (the indexed ones' hashes searched at once)."""
@@ -483,11 +479,14 @@ class LinkIndex:
         out: list[int | None] = []
         for uid, a, b in zip(unique_ids, lo.tolist(), hi.tolist(), strict=True):
             found = self._added_uids.get(uid)
-            if found is None and a < b:
-                rows = self._uid_rows[a:b].tolist()
-                found = next((r for r in rows if self._record_id(r) == uid), None)
-            out.append(found)
+            out.append(self._indexed_row(uid, a, b) if found is None else found)
         return out
+
+    def _indexed_row(self, unique_id: str, lo: int, hi: int) -> int | None:
+        """The row among ``_uid_rows[lo:hi]`` (those whose id hash is the record's) whose
+        id is ``unique_id``, if any."""
+        rows = self._uid_rows[lo:hi].tolist()
+        return next((r for r in rows if self._record_id(r) == unique_id), None)
 
     def person_of(self, unique_id: str) -> str | None:
         row = self.row_of(unique_id)
