@@ -37,6 +37,7 @@ from immigrationos.sources.definition import shipped_definitions
 from immigrationos.sources.ingest import ingest_file
 from immigrationos.sources.plan import BatchReport
 from immigrationos.sources.registry import register
+from immigrationos.store import bulk
 from immigrationos.store.engine import transaction
 from immigrationos.synth import NoiseConfig, WorldConfig, generate_world
 
@@ -105,6 +106,8 @@ def load_demo(world: Path, persons: int, seed: int, bar: Progress | None = None)
     result.priorities = _priorities(runtime, bar)
     result.departures = _departures(runtime, live, bar)
     result.oversight = _oversight(runtime, bar)
+    with runtime.engine.begin() as connection:  # cases, departures, audit: all new since
+        bulk.analyze(connection)
     with transaction(runtime.sessions) as session:
         emit(
             session,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from immigrationos.priority import conditions as c
 from immigrationos.priority.catalogue import FEATURES, Kind
-from immigrationos.priority.evaluate import evaluate, evidence_items, score_one
+from immigrationos.priority.evaluate import evaluate, evidence_items, evidence_one, score_one
 from immigrationos.priority.policy import Policy, load_policy, shipped_policies
 from immigrationos.priority.service import score
 
@@ -125,18 +125,38 @@ def _value(kind: Kind) -> st.SearchStrategy[Any]:
 
 
 persons = st.fixed_dictionaries({n: _value(f.kind) for n, f in FEATURES.items() if f.collected})
+_RECORD = st.fixed_dictionaries(
+    {"t": st.sampled_from(["convictions", "admissions"]), "id": st.text("abc12", min_size=1,
+     max_size=4), "src": st.sampled_from(["court", "visas"]), "d": st.one_of(st.none(), _DATES)}
+)  # fmt: skip
+#: Evidence lists for some features (a missing ``ev_`` column, an empty list and a null too).
+evidence = st.fixed_dictionaries(
+    {},
+    optional={f"ev_{n}": st.one_of(st.none(), st.lists(_RECORD, max_size=3))
+              for n, f in FEATURES.items() if f.collected},
+)  # fmt: skip
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(persons, min_size=1, max_size=30))
-def test_sql_and_python_agree(rows: list[dict[str, Any]]) -> None:
-    table = pa.Table.from_pylist([{"person_id": f"p{i}"} | BLANK | r for i, r in enumerate(rows)])
+@given(st.lists(st.tuples(persons, evidence), min_size=1, max_size=30))
+def test_sql_and_python_agree(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    columns = sorted({k for _, ev in rows for k in ev})
+    dicts = [{"person_id": f"p{i}"} | BLANK | r | {c: ev.get(c) for c in columns}
+             for i, (r, ev) in enumerate(rows)]  # fmt: skip
+    record = pa.struct([("t", pa.string()), ("id", pa.string()), ("src", pa.string()),
+                        ("d", pa.date32())])  # fmt: skip
+    table = pa.Table.from_pylist(dicts)
+    for column in columns:  # a column of only nulls or empty lists still has the record type
+        i = table.column_names.index(column)
+        typed = pa.array([d[column] for d in dicts], pa.list_(record))
+        table = table.set_column(i, column, typed)
     for policy in POLICIES.values():
         got = {o["person_id"]: o for o in evaluate(policy, table).to_pylist()}
         for row in table.to_pylist():
             out = got[row["person_id"]]
             tier, total, fired = score_one(policy, row)
             assert (out["tier"], out["score"], orjson.loads(out["rules"])) == (tier, total, fired)
+            assert orjson.loads(out["evidence"]) == evidence_one(policy, row, fired)
 
 
 def _mitigate(cond: c.Cond, row: dict[str, Any]) -> dict[str, Any]:

@@ -270,6 +270,40 @@ def test_bulk_blocks_equal_the_lifecycle_guards_person_by_person(agency: Agency)
     assert bulk[people["violent felon"]] == []
 
 
+def test_a_worklist_rechecks_departures_as_the_features_compute_them(agency: Agency) -> None:
+    """The worklist's narrow departure check (six reads, not fifteen) gives the full
+    features' departure columns: a departure after the last entry, one followed by a new
+    admission, and a case closed as removed."""
+    people = _world(agency)
+    back = agency.person(admissions=[
+        {"admitted_on": date(2018, 1, 1), "admitted_until": date(2018, 7, 1)},
+        {"admitted_on": date(2024, 3, 1), "admitted_until": date(2024, 9, 1)}])  # fmt: skip
+    removed = agency.person()
+
+    def more(gw: Gateway) -> None:
+        gw.add(Departure(id="dep-2", event_id="ev-2", person_id=back, source_id="departures",
+                         channel="manifest", occurred_at=NOW.replace(year=2023),
+                         match_band="verified"),
+               EnforcementCase(id="case-r", person_id=removed, state="REMOVED",
+                               closed_at=NOW.replace(year=2025)))  # fmt: skip
+
+    agency.run("system", more)
+
+    def departures(gw: Gateway) -> Any:
+        return features.departures_few(features.read(gw, None, features.DEPARTURE_READS), AS_OF)
+
+    narrow, full = agency.run("analyst", departures), agency.features()
+    columns = ["person_id", "departed_on", "ev_dep", "back_on"]
+    assert narrow.select(columns).to_pylist() == full.select(columns).to_pylist()
+    got = {r["person_id"]: views._departed(r) for r in narrow.to_pylist()}
+    assert got[people["departed felon"]] == {
+        "on": "2023-03-02",
+        "record": {"t": "departures", "id": "dep-1", "src": "departures", "d": date(2023, 3, 2)},
+    }
+    assert got[back] is None and got[people["violent felon"]] is None
+    assert got[removed] == {"on": "2025-03-02", "record": None}
+
+
 def test_features_read_only_what_the_purpose_permits(agency: Agency) -> None:
     _world(agency)
 

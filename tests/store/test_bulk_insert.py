@@ -157,3 +157,16 @@ def test_a_load_failing_after_rows_were_sent_leaves_nothing(tables: Runtime) -> 
     with tables.engine.begin() as conn:  # the run's partition name is free again
         assert bulk.insert_partition(conn, PARTS, "run-5", chunks({"ref": ["b"], "v": [2]})) == 2
     assert sorted(_stored(tables, PARTS, PARTS.c.run)) == [("run-5", "a", 1), ("run-5", "b", 2)]
+
+
+def test_statistics_follow_a_bulk_write_in_the_same_transaction(tables: Runtime) -> None:
+    """The planner learns of rows written a moment ago (PostgreSQL; nothing on SQLite)."""
+    with tables.engine.begin() as conn:
+        bulk.insert(conn, ROWS_TABLE, [{"n": i, "label": f"r{i}"} for i in range(3_000)])
+        bulk.analyze(conn, [ROWS_TABLE.name])
+        if conn.dialect.name != "postgresql":
+            return
+        seen = conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE relname = 'test_bulk_rows'"
+        ).scalar_one()
+    assert seen == 3_000

@@ -2,9 +2,10 @@
 
 :func:`plan` compiles a policy to SQL that can be read before it runs: one boolean per rule,
 the score, the tier (first that holds), the rules that fired, and the evidence behind each
-fired rule (the records of every feature its condition names). :func:`score_one` evaluates
-the same policy for one person in plain Python; tests hold the two equal, and the benchmark
-uses the row-by-row form as its peer.
+fired rule (the records of every feature its condition names). :func:`score_one` and
+:func:`evidence_one` evaluate the same policy for one person in plain Python (an explanation
+asks about one person, where starting DuckDB would cost more than the answer); tests hold
+the two forms equal, and the benchmark uses the row-by-row form as its peer.
 
 The evidence is one JSON object per person, keyed by fired rule (in the policy's order), each
 holding its features' records (``{t, id, src, d}``) as the feature table lists them. It is
@@ -124,3 +125,15 @@ def score_one(policy: Policy, row: Mapping[str, Any]) -> tuple[str, float, list[
     score = float(sum(policy.rule(r).signed_weight for r in fired))
     tier = next(t.id for t in policy.tiers if c.holds(t.cond, row, set(fired), score))
     return tier, score, fired
+
+
+def evidence_one(policy: Policy, row: Mapping[str, Any], fired: Sequence[str]) -> dict[str, Any]:
+    """The evidence of one person's fired rules, in Python, as :func:`plan` builds it in SQL
+    (parsed): per fired rule in the policy's order, the records of its features' evidence
+    columns that ``row`` has (``ev_<name>``), in feature-name order, dates as ISO text."""
+    out: dict[str, list[Any]] = {}
+    for rule_id in (r.id for r in policy.rules if r.id in set(fired)):
+        names = sorted(policy.rule(rule_id).features)
+        out[rule_id] = [e for n in names if f"ev_{n}" in row for e in row[f"ev_{n}"] or ()]
+    parsed: dict[str, Any] = orjson.loads(orjson.dumps(out))
+    return parsed

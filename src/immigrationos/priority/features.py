@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -224,9 +224,14 @@ class Keyed(Generic[T]):
         return isinstance(other, Keyed) and other.key == self.key
 
 
-def read(gw: Gateway, person_ids: list[str] | None = None) -> Snapshot:
-    """Read what the features need, in one audited bundle (optionally for some persons)."""
+def read(
+    gw: Gateway, person_ids: list[str] | None = None, tables: Collection[str] | None = None
+) -> Snapshot:
+    """Read what the features need, in one audited bundle (optionally for some persons, and
+    optionally only some of the reads, such as :data:`DEPARTURE_READS`)."""
     queries = _queries()
+    if tables is not None:
+        queries = {name: queries[name] for name in tables}
     if person_ids is not None:
         queries = {name: (_only(name, stmt, person_ids), m) for name, (stmt, m) in queries.items()}
     excluded = _redress(gw)
@@ -411,6 +416,44 @@ BLOCKS = f"""list_filter([
   ], lambda b: b IS NOT NULL)"""
 
 
+#: Where a person is: entries (admissions, and encounters that led to an unlawful-entry charge),
+#: the last entry and the first presence on record, and the last departure. Shared by
+#: :func:`plan` and :func:`departure_plan`.
+_WHEREABOUTS = f"""
+entries AS (
+  SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src FROM admissions
+  UNION ALL
+  SELECT e.person_id, e.occurred_on, e.id, 'encounters', e.source_id FROM encounters e
+  WHERE EXISTS (SELECT 1 FROM court_cases cc WHERE cc.person_id = e.person_id
+                AND cc.charge = '{EWI_CHARGE}'
+                AND cc.nta_served_on BETWEEN e.occurred_on AND e.occurred_on + INTERVAL 60 DAY)
+),
+entry AS (
+  SELECT person_id, max(on_) AS last_entry_date,
+    arg_max({{'t': t, 'id': id, 'src': src, 'd': on_}}, on_) AS ev_last
+  FROM entries WHERE on_ <= $asof GROUP BY person_id
+),
+presence AS (
+  SELECT person_id, min(on_) AS first_seen,
+    arg_min({{'t': t, 'id': id, 'src': src, 'd': on_}}, on_) AS ev_first
+  FROM (SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src
+        FROM admissions
+        UNION ALL SELECT person_id, occurred_on, id, 'encounters', source_id FROM encounters
+        UNION ALL SELECT person_id, nta_served_on, id, 'court_cases', source_id FROM court_cases
+                  WHERE nta_served_on IS NOT NULL)
+  WHERE on_ <= $asof GROUP BY person_id
+),
+dep AS (
+  SELECT person_id, max(CAST(occurred_at AS DATE)) AS last_departure,
+    arg_max({{'t': 'departures', 'id': id, 'src': source_id, 'd': CAST(occurred_at AS DATE)}},
+            occurred_at) AS ev_dep
+  FROM departures WHERE CAST(occurred_at AS DATE) <= $asof GROUP BY person_id
+)"""
+_CASE_DEPARTED_ON = (
+    f"max(CAST(closed_at AS DATE)) FILTER (WHERE state IN {DEPARTED_STATES}) AS case_departed_on"
+)
+
+
 def plan() -> str:
     """The SQL that turns the snapshot into one row of features per person (``$asof``)."""
     states = load_table().states
@@ -479,38 +522,11 @@ fin AS (
     list({{'t': t, 'id': id, 'src': src, 'd': final_on}} ORDER BY final_on, id) AS ev_final
   FROM finals GROUP BY person_id
 ),
-entries AS (
-  SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src FROM admissions
-  UNION ALL
-  SELECT e.person_id, e.occurred_on, e.id, 'encounters', e.source_id FROM encounters e
-  WHERE EXISTS (SELECT 1 FROM court_cases cc WHERE cc.person_id = e.person_id
-                AND cc.charge = '{EWI_CHARGE}'
-                AND cc.nta_served_on BETWEEN e.occurred_on AND e.occurred_on + INTERVAL 60 DAY)
-),
+{_WHEREABOUTS},
 border AS (
   SELECT person_id, max(on_) AS border_on,
     list({{'t': t, 'id': id, 'src': src, 'd': on_}} ORDER BY on_, id) AS ev_border
   FROM entries WHERE t = 'encounters' AND on_ <= $asof GROUP BY person_id
-),
-entry AS (
-  SELECT person_id, max(on_) AS last_entry_date,
-    arg_max({{'t': t, 'id': id, 'src': src, 'd': on_}}, on_) AS ev_last
-  FROM entries WHERE on_ <= $asof GROUP BY person_id
-),
-presence AS (
-  SELECT person_id, min(on_) AS first_seen,
-    arg_min({{'t': t, 'id': id, 'src': src, 'd': on_}}, on_) AS ev_first
-  FROM (SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src FROM admissions
-        UNION ALL SELECT person_id, occurred_on, id, 'encounters', source_id FROM encounters
-        UNION ALL SELECT person_id, nta_served_on, id, 'court_cases', source_id FROM court_cases
-                  WHERE nta_served_on IS NOT NULL)
-  WHERE on_ <= $asof GROUP BY person_id
-),
-dep AS (
-  SELECT person_id, max(CAST(occurred_at AS DATE)) AS last_departure,
-    arg_max({{'t': 'departures', 'id': id, 'src': source_id, 'd': CAST(occurred_at AS DATE)}},
-            occurred_at) AS ev_dep
-  FROM departures WHERE CAST(occurred_at AS DATE) <= $asof GROUP BY person_id
 ),
 stay AS (
   SELECT a.person_id, a.id, a.admitted_on, a.admitted_until, a.source_id,
@@ -569,7 +585,7 @@ case_state AS (
     count(*) FILTER (WHERE state = 'REMOVED') AS removed_cases,
     list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(closed_at AS DATE)}})
       FILTER (WHERE state = 'REMOVED') AS ev_removed_cases,
-    max(CAST(closed_at AS DATE)) FILTER (WHERE state IN {DEPARTED_STATES}) AS case_departed_on,
+    {_CASE_DEPARTED_ON},
     arg_max(office, created_at) FILTER (WHERE closed_at IS NULL) AS case_office
   FROM cases GROUP BY person_id
 ),
@@ -627,8 +643,7 @@ SELECT p.id AS person_id, p.given_name, p.family_name, p.nationality,
   -- for the blocks
   p.citizenship_status, coalesce(ben.asylum_pending, FALSE) AS asylum_pending, ev_asylum_pending,
   coalesce(ben.victim_pending, FALSE) AS victim_pending, ev_victim_pending,
-  greatest(dep.last_departure, cs.case_departed_on) AS departed_on, dep.ev_dep,
-  greatest(entry.last_entry_date, presence.first_seen) AS back_on,
+  {_DEPARTED} AS departed_on, dep.ev_dep, {_BACK} AS back_on,
   {BLOCKS} AS blocks
 FROM persons p
 LEFT JOIN conv ON conv.person_id = p.id
@@ -649,6 +664,28 @@ LEFT JOIN held ON held.person_id = p.id
 LEFT JOIN undecided ON undecided.person_id = p.id
 ORDER BY p.id
 """  # noqa: E501
+
+
+#: The reads :func:`departure_plan` needs.
+DEPARTURE_READS = ("persons", "admissions", "encounters", "court_cases", "departures", "cases")
+
+
+def departure_plan() -> str:
+    """:func:`plan`'s departure columns alone (``departed_on``, ``ev_dep``, ``back_on``), from
+    the same fragments: a worklist re-checks whether its leads have left without computing
+    every feature (tests hold the two equal)."""
+    return f"""
+WITH
+{_WHEREABOUTS},
+cs AS (SELECT person_id, {_CASE_DEPARTED_ON} FROM cases GROUP BY person_id)
+SELECT p.id AS person_id, {_DEPARTED} AS departed_on, dep.ev_dep, {_BACK} AS back_on
+FROM persons p
+LEFT JOIN entry ON entry.person_id = p.id
+LEFT JOIN presence ON presence.person_id = p.id
+LEFT JOIN dep ON dep.person_id = p.id
+LEFT JOIN cs ON cs.person_id = p.id
+ORDER BY p.id
+"""
 
 
 def _significant() -> str:
@@ -677,14 +714,19 @@ def _last(on: str, evidence: str) -> str:
     return f"list_filter({evidence}, lambda e: e.d = {on})"
 
 
-def compute(snapshot: Snapshot, as_of: date) -> pa.Table:
-    """One row per active person: every collected feature, its evidence, and block inputs."""
+def compute(snapshot: Snapshot, as_of: date, departures_only: bool = False) -> pa.Table:
+    """One row per active person: every collected feature, its evidence, and block inputs
+    (or, with ``departures_only``, :func:`departure_plan`'s columns from a snapshot of
+    :data:`DEPARTURE_READS`)."""
     con = duckdb.connect()
     try:
         snapshot.register(con)
-        table = con.sql(plan(), params={"asof": as_of}).to_arrow_table()
+        sql = departure_plan() if departures_only else plan()
+        table = con.sql(sql, params={"asof": as_of}).to_arrow_table()
     finally:
         con.close()
+    if departures_only:
+        return table
     return withhold(_with_uncollected(table), snapshot.unknown)
 
 
@@ -698,12 +740,18 @@ def compute_few(snapshot: Snapshot, as_of: date) -> pa.Table:
     for a snapshot equal to one already computed, so the features are always those of the
     file as read.
     """
-    return _remembered(Keyed(snapshot, snapshot.fingerprint()), as_of)
+    return _remembered(Keyed(snapshot, snapshot.fingerprint()), as_of, False)
+
+
+def departures_few(snapshot: Snapshot, as_of: date) -> pa.Table:
+    """:func:`departure_plan` for a few persons' :data:`DEPARTURE_READS`, remembered like
+    :func:`compute_few`: a worklist page re-checks whether its leads have left."""
+    return _remembered(Keyed(snapshot, snapshot.fingerprint()), as_of, True)
 
 
 @lru_cache(maxsize=512)
-def _remembered(snapshot: Keyed[Snapshot], as_of: date) -> pa.Table:
-    return compute(snapshot.value, as_of)
+def _remembered(snapshot: Keyed[Snapshot], as_of: date, departures_only: bool) -> pa.Table:
+    return compute(snapshot.value, as_of, departures_only)
 
 
 _ARROW_KIND = {Kind.BOOLEAN: pa.bool_(), Kind.INTEGER: pa.int64(), Kind.NUMBER: pa.float64(),

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 import orjson
-import pyarrow as pa
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Mapped
 
@@ -91,10 +89,7 @@ def explain(
         raise NotFound(f"no active person {person_id!r}")
     values = table.to_pylist()[0]
     tier, score, fired = evaluate.score_one(policy, values)
-    checked = _checked(policy, table)
-    if (checked["tier"], checked["score"]) != (tier, score):  # the two forms must agree
-        raise RuntimeError(f"policy {policy.key}: SQL and Python disagree for {person_id}")
-    evidence = orjson.loads(checked["evidence"])
+    evidence = evaluate.evidence_one(policy, values, fired)
     checks = blocks.check(blocks.person_facts(gw, person_id), as_of, _departed(values))
     return {
         "person": _person(values),
@@ -114,19 +109,6 @@ def explain(
         "override": _override_dict(_override(gw, person_id, policy.name)),
         "note": NEVER_AN_ACTION,
     }  # fmt: skip
-
-
-def _checked(policy: Policy, table: pa.Table) -> dict[str, Any]:
-    """The SQL form's result for a one-person feature table, remembered like the features
-    (:func:`features.compute_few`): the same policy text over the same row gives the same."""
-    key = features.digest({"f": table}, policy.sha256.encode())
-    return _evaluated(features.Keyed((policy, table), key))
-
-
-@lru_cache(maxsize=512)
-def _evaluated(scored: features.Keyed[tuple[Policy, pa.Table]]) -> dict[str, Any]:
-    policy, table = scored.value
-    return dict(evaluate.evaluate(policy, table).to_pylist()[0])
 
 
 def _person(values: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +292,7 @@ def _recheck(gw: Gateway, items: list[dict[str, Any]]) -> None:
         return
     today = utcnow().date()
     ids = [item["person_id"] for item in items]
-    values = features.compute_few(features.read(gw, ids), today)
+    values = features.departures_few(features.read(gw, ids, features.DEPARTURE_READS), today)
     departed = {
         row["person_id"]: _departed(row)
         for row in values.select(["person_id", "departed_on", "back_on", "ev_dep"]).to_pylist()

@@ -33,6 +33,7 @@ from immigrationos.resolution.cluster import Clustering, IdPlan, cluster, plan_i
 from immigrationos.resolution.golden import corrected, golden_record, person_columns
 from immigrationos.resolution.model import ModelDoc, Parameters, probability, term_frequencies
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel, ResolutionRun
+from immigrationos.store import bulk
 from immigrationos.store.base import Base
 
 Progress = Callable[[str], None]
@@ -258,6 +259,7 @@ def run(
         gateway, run_id, applied, golden_raw, resolved, plan, previous, excluded.corrections
     )
     writer.write()
+    bulk.analyze(gateway.session.connection())  # persons, links and every fact's owner changed
     seconds["write"] = time.perf_counter() - write_started
     report = RunReport(
         run_id=run_id,

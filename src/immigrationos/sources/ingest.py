@@ -66,6 +66,9 @@ from immigrationos.store import bulk
 from immigrationos.store.base import Base
 
 Progress = Callable[[int], None]
+#: A load of at least this many rows refreshes the planner's statistics of the tables it
+#: wrote (:func:`bulk.analyze`; PostgreSQL only).
+ANALYZE_AFTER_ROWS = 1_000
 #: An input at least this large, loaded into empty tables, has their plain indexes dropped
 #: first and rebuilt once at the end (sorting once beats maintaining them row by row).
 DEFER_INDEXES_BYTES = 8 * 2**20
@@ -124,6 +127,10 @@ class Ingest:
         bulk.recreate_indexes(self.session.connection(), deferred)
         self._after_blocks(report)
         self._finish(batch, report)
+        if report.loaded >= ANALYZE_AFTER_ROWS:
+            models: list[type[Base]] = [SourceRecord, *self.fact_models]
+            tables = [m.__tablename__ for m in models]
+            bulk.analyze(self.session.connection(), tables)
         return report
 
     def _blocks_into(
