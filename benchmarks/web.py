@@ -337,7 +337,12 @@ async def _drive(
     base_url: str, users: list[Plan], seconds: float, seed: int, calls: int | None
 ) -> Measured:
     out = Measured()
-    limits = httpx.Limits(max_connections=len(users) + 5, max_keepalive_connections=len(users))
+    # uvicorn closes a connection idle for 5 s (its --timeout-keep-alive), and httpx keeps one
+    # 5 s by default: a user who thought about 5 s could send on a connection the server was
+    # closing and get a ReadError (a browser retries such a request; httpx does not)
+    limits = httpx.Limits(
+        max_connections=len(users) + 5, max_keepalive_connections=len(users), keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
         started = time.perf_counter()
         until = started + seconds

@@ -17,7 +17,7 @@ from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import Gateway, unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.models import CaseCondition, EnforcementCase
-from immigrationos.priority import blocks, evaluate, features, service, views
+from immigrationos.priority import blocks, evaluate, features, features_py, service, views
 from immigrationos.priority.models import PriorityScore
 from immigrationos.priority.policy import shipped_policies
 from immigrationos.store.engine import transaction
@@ -271,8 +271,8 @@ def test_bulk_blocks_equal_the_lifecycle_guards_person_by_person(agency: Agency)
 
 
 def test_a_worklist_rechecks_departures_as_the_features_compute_them(agency: Agency) -> None:
-    """The worklist's narrow departure check (six reads, not fifteen) gives the full
-    features' departure columns: a departure after the last entry, one followed by a new
+    """The worklist's narrow departure check (six reads, not fifteen, in Python) gives the
+    full features' departure columns: a departure after the last entry, one followed by a new
     admission, and a case closed as removed."""
     people = _world(agency)
     back = agency.person(admissions=[
@@ -290,7 +290,9 @@ def test_a_worklist_rechecks_departures_as_the_features_compute_them(agency: Age
     agency.run("system", more)
 
     def departures(gw: Gateway) -> Any:
-        return features.departures_few(features.read(gw, None, features.DEPARTURE_READS), AS_OF)
+        return features_py.departures_py(
+            features.read(gw, None, features_py.DEPARTURE_READS), AS_OF
+        )
 
     narrow, full = agency.run("analyst", departures), agency.features()
     columns = ["person_id", "departed_on", "ev_dep", "back_on"]

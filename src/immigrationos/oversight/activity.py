@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -400,7 +401,8 @@ def _plant(
     planted: list[Planted] = []
 
     browse_days = sorted(rng.choice(len(late), min(3, len(late)), replace=False))
-    outside = [p for p in world.persons if p not in set(browser.scope) | set(browser.own)]
+    known = set(browser.scope) | set(browser.own)
+    outside = [p for p in world.persons if p not in known]
     for i in browse_days:  # browsing instead of part of the day's work, not on top of it
         browsed = int(rng.integers(6, 13))
         work = max(0, int(rng.poisson(browser.rate)) - browsed)
@@ -556,7 +558,8 @@ def simulate(
     if config.plant:
         planted, exempt = _plant(planner, staff, days, world)
     for member in staff:
-        outside = [p for p in world.persons if p not in set(member.scope) | set(member.own)][:500]
+        known = set(member.scope) | set(member.own)
+        outside = list(islice((p for p in world.persons if p not in known), 500))
         for day in days:
             if day not in exempt.get(member.username, set()):
                 planner.ordinary_day(member, day, outside)

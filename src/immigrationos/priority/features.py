@@ -19,13 +19,11 @@ The blocks computed here mirror, in bulk, the lifecycle guards that
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import duckdb
 import orjson
@@ -63,7 +61,6 @@ ORDER_DECISIONS = ("removal-ordered", "in-absentia")
 SUMMARY_PROCEEDINGS = ("expedited-235b1", "reinstatement")
 DEPARTED_STATES = ("REMOVED", "DEPARTED_VOLUNTARILY", "CLOSED_DEPARTED")
 FINAL_STATES = ("FINAL_ORDER", "REMOVAL_SCHEDULED")
-T = TypeVar("T")
 
 
 def _queries() -> dict[str, tuple[Select[Any], Any]]:
@@ -191,44 +188,12 @@ class Snapshot:
         for name, table in self.tables.items():
             con.register(name, table)
 
-    def fingerprint(self) -> str:
-        """A digest of everything read (rows and disputes): equal snapshots, equal features."""
-        return digest(self.tables, orjson.dumps(self.unknown, option=orjson.OPT_SORT_KEYS))
-
-
-def digest(tables: Mapping[str, pa.Table], *extra: bytes) -> str:
-    """A digest of Arrow tables' content (their IPC bytes) and of ``extra``."""
-    out = hashlib.blake2b(digest_size=20)
-    for name in sorted(tables):
-        out.update(name.encode())
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, tables[name].schema) as writer:
-            writer.write_table(tables[name])
-        out.update(sink.getvalue())
-    for item in extra:
-        out.update(item)
-    return out.hexdigest()
-
-
-@dataclass(frozen=True, eq=False)
-class Keyed(Generic[T]):
-    """A value hashed and compared by a digest of it, so ``lru_cache`` can remember by content."""
-
-    value: T
-    key: str
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Keyed) and other.key == self.key
-
 
 def read(
     gw: Gateway, person_ids: list[str] | None = None, tables: Collection[str] | None = None
 ) -> Snapshot:
     """Read what the features need, in one audited bundle (optionally for some persons, and
-    optionally only some of the reads, such as :data:`DEPARTURE_READS`)."""
+    optionally only some of the reads)."""
     queries = _queries()
     if tables is not None:
         queries = {name: queries[name] for name in tables}
@@ -418,7 +383,9 @@ BLOCKS = f"""list_filter([
 
 #: Where a person is: entries (admissions, and encounters that led to an unlawful-entry charge),
 #: the last entry and the first presence on record, and the last departure. Shared by
-#: :func:`plan` and :func:`departure_plan`.
+#: the features and the blocks' departure check. Records on the same date (or at the same time) are
+#: told apart by id, so the record kept as evidence is always the same one (and
+#: :mod:`immigrationos.priority.features_py` can keep it too).
 _WHEREABOUTS = f"""
 entries AS (
   SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src FROM admissions
@@ -430,12 +397,12 @@ entries AS (
 ),
 entry AS (
   SELECT person_id, max(on_) AS last_entry_date,
-    arg_max({{'t': t, 'id': id, 'src': src, 'd': on_}}, on_) AS ev_last
+    arg_max({{'t': t, 'id': id, 'src': src, 'd': on_}}, (on_, id)) AS ev_last
   FROM entries WHERE on_ <= $asof GROUP BY person_id
 ),
 presence AS (
   SELECT person_id, min(on_) AS first_seen,
-    arg_min({{'t': t, 'id': id, 'src': src, 'd': on_}}, on_) AS ev_first
+    arg_min({{'t': t, 'id': id, 'src': src, 'd': on_}}, (on_, id)) AS ev_first
   FROM (SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src
         FROM admissions
         UNION ALL SELECT person_id, occurred_on, id, 'encounters', source_id FROM encounters
@@ -446,12 +413,9 @@ presence AS (
 dep AS (
   SELECT person_id, max(CAST(occurred_at AS DATE)) AS last_departure,
     arg_max({{'t': 'departures', 'id': id, 'src': source_id, 'd': CAST(occurred_at AS DATE)}},
-            occurred_at) AS ev_dep
+            (occurred_at, id)) AS ev_dep
   FROM departures WHERE CAST(occurred_at AS DATE) <= $asof GROUP BY person_id
 )"""
-_CASE_DEPARTED_ON = (
-    f"max(CAST(closed_at AS DATE)) FILTER (WHERE state IN {DEPARTED_STATES}) AS case_departed_on"
-)
 
 
 def plan() -> str:
@@ -580,25 +544,31 @@ court AS (
 case_state AS (
   SELECT person_id,
     bool_or(state IN {proceedings_states}) AS case_in_proceedings,
-    list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(created_at AS DATE)}})
+    -- lists in a set order, and the newest open case's office told apart by id (ties)
+    list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(created_at AS DATE)}}
+         ORDER BY created_at, id)
       FILTER (WHERE state IN {proceedings_states}) AS ev_case_in_proceedings,
     count(*) FILTER (WHERE state = 'REMOVED') AS removed_cases,
-    list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(closed_at AS DATE)}})
+    list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(closed_at AS DATE)}}
+         ORDER BY closed_at, id)
       FILTER (WHERE state = 'REMOVED') AS ev_removed_cases,
-    {_CASE_DEPARTED_ON},
-    arg_max(office, created_at) FILTER (WHERE closed_at IS NULL) AS case_office
+    max(CAST(closed_at AS DATE)) FILTER (WHERE state IN {DEPARTED_STATES}) AS case_departed_on,
+    arg_max(office, (created_at, id)) FILTER (WHERE closed_at IS NULL) AS case_office
   FROM cases GROUP BY person_id
 ),
 executed AS (
   -- a departure after a final order executes it (8 CFR 241.7): a prior removal
+  -- (the orders listed in a set order: a DISTINCT list can only be ordered by its item)
   SELECT f.person_id, count(DISTINCT f.id) AS n,
-    list(DISTINCT {{'t': f.t, 'id': f.id, 'src': f.src, 'd': f.final_on}}) AS ev_executed
+    list(DISTINCT {{'t': f.t, 'id': f.id, 'src': f.src, 'd': f.final_on}}
+         ORDER BY {{'t': f.t, 'id': f.id, 'src': f.src, 'd': f.final_on}}) AS ev_executed
   FROM finals f JOIN departures x ON x.person_id = f.person_id
     AND CAST(x.occurred_at AS DATE) >= f.final_on
   WHERE f.t = 'court_decisions' GROUP BY f.person_id
 ),
 office AS (
-  SELECT person_id, arg_max(office, occurred_on) AS encounter_office FROM encounters
+  -- the newest encounter's office, told apart by id (ties)
+  SELECT person_id, arg_max(office, (occurred_on, id)) AS encounter_office FROM encounters
   WHERE occurred_on <= $asof GROUP BY person_id
 ),
 {BLOCK_CTES}
@@ -666,28 +636,6 @@ ORDER BY p.id
 """  # noqa: E501
 
 
-#: The reads :func:`departure_plan` needs.
-DEPARTURE_READS = ("persons", "admissions", "encounters", "court_cases", "departures", "cases")
-
-
-def departure_plan() -> str:
-    """:func:`plan`'s departure columns alone (``departed_on``, ``ev_dep``, ``back_on``), from
-    the same fragments: a worklist re-checks whether its leads have left without computing
-    every feature (tests hold the two equal)."""
-    return f"""
-WITH
-{_WHEREABOUTS},
-cs AS (SELECT person_id, {_CASE_DEPARTED_ON} FROM cases GROUP BY person_id)
-SELECT p.id AS person_id, {_DEPARTED} AS departed_on, dep.ev_dep, {_BACK} AS back_on
-FROM persons p
-LEFT JOIN entry ON entry.person_id = p.id
-LEFT JOIN presence ON presence.person_id = p.id
-LEFT JOIN dep ON dep.person_id = p.id
-LEFT JOIN cs ON cs.person_id = p.id
-ORDER BY p.id
-"""
-
-
 def _significant() -> str:
     return (
         f"offense_level = 'misdemeanor' AND (offense_category IN {SIGNIFICANT_MISDEMEANORS} "
@@ -714,44 +662,18 @@ def _last(on: str, evidence: str) -> str:
     return f"list_filter({evidence}, lambda e: e.d = {on})"
 
 
-def compute(snapshot: Snapshot, as_of: date, departures_only: bool = False) -> pa.Table:
-    """One row per active person: every collected feature, its evidence, and block inputs
-    (or, with ``departures_only``, :func:`departure_plan`'s columns from a snapshot of
-    :data:`DEPARTURE_READS`)."""
+def compute(snapshot: Snapshot, as_of: date) -> pa.Table:
+    """One row per active person: every collected feature, its evidence, and block inputs.
+
+    For the few persons of an explanation or a worklist page,
+    :func:`immigrationos.priority.features_py.compute_py` gives the same table in Python."""
     con = duckdb.connect()
     try:
         snapshot.register(con)
-        sql = departure_plan() if departures_only else plan()
-        table = con.sql(sql, params={"asof": as_of}).to_arrow_table()
+        table = con.sql(plan(), params={"asof": as_of}).to_arrow_table()
     finally:
         con.close()
-    if departures_only:
-        return table
     return withhold(_with_uncollected(table), snapshot.unknown)
-
-
-def compute_few(snapshot: Snapshot, as_of: date) -> pa.Table:
-    """:func:`compute` for the few persons of an explanation or a worklist page, remembered
-    by the snapshot's content and the date.
-
-    DuckDB plans and runs the feature SQL in a few hundred milliseconds however few the rows;
-    a web page asks again for the same persons' files, which rarely change between requests.
-    The snapshot is read (and audited) every time; only the computation is reused, and only
-    for a snapshot equal to one already computed, so the features are always those of the
-    file as read.
-    """
-    return _remembered(Keyed(snapshot, snapshot.fingerprint()), as_of, False)
-
-
-def departures_few(snapshot: Snapshot, as_of: date) -> pa.Table:
-    """:func:`departure_plan` for a few persons' :data:`DEPARTURE_READS`, remembered like
-    :func:`compute_few`: a worklist page re-checks whether its leads have left."""
-    return _remembered(Keyed(snapshot, snapshot.fingerprint()), as_of, True)
-
-
-@lru_cache(maxsize=512)
-def _remembered(snapshot: Keyed[Snapshot], as_of: date, departures_only: bool) -> pa.Table:
-    return compute(snapshot.value, as_of, departures_only)
 
 
 _ARROW_KIND = {Kind.BOOLEAN: pa.bool_(), Kind.INTEGER: pa.int64(), Kind.NUMBER: pa.float64(),

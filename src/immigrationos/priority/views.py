@@ -23,7 +23,7 @@ from immigrationos.core.errors import NotFound, ValidationFailed
 from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.models import EnforcementCase
 from immigrationos.persons.models import Person
-from immigrationos.priority import blocks, conditions, evaluate, features, service
+from immigrationos.priority import blocks, conditions, evaluate, features, features_py, service
 from immigrationos.priority.catalogue import FEATURES
 from immigrationos.priority.models import PriorityOverride, PriorityRun, PriorityScore
 from immigrationos.priority.policy import Policy
@@ -84,7 +84,7 @@ def explain(
     row, policy = service.policy_of(gw, policy_id)
     as_of = as_of or utcnow().date()
     snapshot = features.read(gw, [person_id])
-    table = features.compute_few(snapshot, as_of)
+    table = features_py.compute_py(snapshot, as_of)
     if table.num_rows == 0:
         raise NotFound(f"no active person {person_id!r}")
     values = table.to_pylist()[0]
@@ -292,10 +292,10 @@ def _recheck(gw: Gateway, items: list[dict[str, Any]]) -> None:
         return
     today = utcnow().date()
     ids = [item["person_id"] for item in items]
-    values = features.departures_few(features.read(gw, ids, features.DEPARTURE_READS), today)
+    snapshot = features.read(gw, ids, features_py.DEPARTURE_READS)
     departed = {
         row["person_id"]: _departed(row)
-        for row in values.select(["person_id", "departed_on", "back_on", "ev_dep"]).to_pylist()
+        for row in features_py.departures_py(snapshot, today).to_pylist()
     }
     files = blocks.persons_facts(gw, ids)
     for item in items:
