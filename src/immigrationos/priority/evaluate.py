@@ -132,8 +132,9 @@ def evidence_one(policy: Policy, row: Mapping[str, Any], fired: Sequence[str]) -
     (parsed): per fired rule in the policy's order, the records of its features' evidence
     columns that ``row`` has (``ev_<name>``), in feature-name order, dates as ISO text."""
     out: dict[str, list[Any]] = {}
-    for rule_id in (r.id for r in policy.rules if r.id in set(fired)):
-        names = sorted(policy.rule(rule_id).features)
-        out[rule_id] = [e for n in names if f"ev_{n}" in row for e in row[f"ev_{n}"] or ()]
+    chosen = set(fired)
+    for rule in (r for r in policy.rules if r.id in chosen):
+        names = sorted(rule.features)
+        out[rule.id] = [e for n in names if f"ev_{n}" in row for e in row[f"ev_{n}"] or ()]
     parsed: dict[str, Any] = orjson.loads(orjson.dumps(out))
     return parsed
