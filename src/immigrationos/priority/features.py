@@ -381,47 +381,15 @@ BLOCKS = f"""list_filter([
   ], lambda b: b IS NOT NULL)"""
 
 
-#: Where a person is: entries (admissions, and encounters that led to an unlawful-entry charge),
-#: the last entry and the first presence on record, and the last departure. Shared by
-#: the features and the blocks' departure check. Records on the same date (or at the same time) are
-#: told apart by id, so the record kept as evidence is always the same one (and
-#: :mod:`immigrationos.priority.features_py` can keep it too).
-_WHEREABOUTS = f"""
-entries AS (
-  SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src FROM admissions
-  UNION ALL
-  SELECT e.person_id, e.occurred_on, e.id, 'encounters', e.source_id FROM encounters e
-  WHERE EXISTS (SELECT 1 FROM court_cases cc WHERE cc.person_id = e.person_id
-                AND cc.charge = '{EWI_CHARGE}'
-                AND cc.nta_served_on BETWEEN e.occurred_on AND e.occurred_on + INTERVAL 60 DAY)
-),
-entry AS (
-  SELECT person_id, max(on_) AS last_entry_date,
-    arg_max({{'t': t, 'id': id, 'src': src, 'd': on_}}, (on_, id)) AS ev_last
-  FROM entries WHERE on_ <= $asof GROUP BY person_id
-),
-presence AS (
-  SELECT person_id, min(on_) AS first_seen,
-    arg_min({{'t': t, 'id': id, 'src': src, 'd': on_}}, (on_, id)) AS ev_first
-  FROM (SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src
-        FROM admissions
-        UNION ALL SELECT person_id, occurred_on, id, 'encounters', source_id FROM encounters
-        UNION ALL SELECT person_id, nta_served_on, id, 'court_cases', source_id FROM court_cases
-                  WHERE nta_served_on IS NOT NULL)
-  WHERE on_ <= $asof GROUP BY person_id
-),
-dep AS (
-  SELECT person_id, max(CAST(occurred_at AS DATE)) AS last_departure,
-    arg_max({{'t': 'departures', 'id': id, 'src': source_id, 'd': CAST(occurred_at AS DATE)}},
-            (occurred_at, id)) AS ev_dep
-  FROM departures WHERE CAST(occurred_at AS DATE) <= $asof GROUP BY person_id
-)"""
+def proceedings_states() -> tuple[str, ...]:
+    """The case states of the lifecycle table's "proceedings" group."""
+    states = load_table().states
+    return tuple(s for s, spec in states.items() if spec.group == "proceedings")
 
 
 def plan() -> str:
     """The SQL that turns the snapshot into one row of features per person (``$asof``)."""
-    states = load_table().states
-    proceedings_states = tuple(s for s, spec in states.items() if spec.group == "proceedings")
+    proceedings = proceedings_states()
     return f"""
 WITH
 conv AS (
@@ -486,7 +454,36 @@ fin AS (
     list({{'t': t, 'id': id, 'src': src, 'd': final_on}} ORDER BY final_on, id) AS ev_final
   FROM finals GROUP BY person_id
 ),
-{_WHEREABOUTS},
+entries AS (
+  SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src FROM admissions
+  UNION ALL
+  SELECT e.person_id, e.occurred_on, e.id, 'encounters', e.source_id FROM encounters e
+  WHERE EXISTS (SELECT 1 FROM court_cases cc WHERE cc.person_id = e.person_id
+                AND cc.charge = '{EWI_CHARGE}'
+                AND cc.nta_served_on BETWEEN e.occurred_on AND e.occurred_on + INTERVAL 60 DAY)
+),
+entry AS (
+  -- records on the same date are told apart by id: the evidence kept is always the same
+  SELECT person_id, max(on_) AS last_entry_date,
+    arg_max({{'t': t, 'id': id, 'src': src, 'd': on_}}, (on_, id)) AS ev_last
+  FROM entries WHERE on_ <= $asof GROUP BY person_id
+),
+presence AS (
+  SELECT person_id, min(on_) AS first_seen,
+    arg_min({{'t': t, 'id': id, 'src': src, 'd': on_}}, (on_, id)) AS ev_first
+  FROM (SELECT person_id, admitted_on AS on_, id, 'admissions' AS t, source_id AS src
+        FROM admissions
+        UNION ALL SELECT person_id, occurred_on, id, 'encounters', source_id FROM encounters
+        UNION ALL SELECT person_id, nta_served_on, id, 'court_cases', source_id FROM court_cases
+                  WHERE nta_served_on IS NOT NULL)
+  WHERE on_ <= $asof GROUP BY person_id
+),
+dep AS (
+  SELECT person_id, max(CAST(occurred_at AS DATE)) AS last_departure,
+    arg_max({{'t': 'departures', 'id': id, 'src': source_id, 'd': CAST(occurred_at AS DATE)}},
+            (occurred_at, id)) AS ev_dep
+  FROM departures WHERE CAST(occurred_at AS DATE) <= $asof GROUP BY person_id
+),
 border AS (
   SELECT person_id, max(on_) AS border_on,
     list({{'t': t, 'id': id, 'src': src, 'd': on_}} ORDER BY on_, id) AS ev_border
@@ -543,11 +540,11 @@ court AS (
 ),
 case_state AS (
   SELECT person_id,
-    bool_or(state IN {proceedings_states}) AS case_in_proceedings,
+    bool_or(state IN {proceedings}) AS case_in_proceedings,
     -- lists in a set order, and the newest open case's office told apart by id (ties)
     list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(created_at AS DATE)}}
          ORDER BY created_at, id)
-      FILTER (WHERE state IN {proceedings_states}) AS ev_case_in_proceedings,
+      FILTER (WHERE state IN {proceedings}) AS ev_case_in_proceedings,
     count(*) FILTER (WHERE state = 'REMOVED') AS removed_cases,
     list({{'t': 'cases', 'id': id, 'src': 'this system', 'd': CAST(closed_at AS DATE)}}
          ORDER BY closed_at, id)

@@ -25,7 +25,6 @@ import pyarrow as pa
 
 from immigrationos.lifecycle.facts import IMMIGRANT_CLASSES
 from immigrationos.lifecycle.guards import PROTECTION_FORMS, VICTIM_FORMS
-from immigrationos.lifecycle.table import load_table
 from immigrationos.priority.features import (
     DEPARTED_STATES,
     EWI_CHARGE,
@@ -40,6 +39,7 @@ from immigrationos.priority.features import (
     _to_arrow,
     _with_uncollected,
     plan,
+    proceedings_states,
     withhold,
 )
 
@@ -100,13 +100,6 @@ def _schema() -> pa.Schema:
     finally:
         con.close()
     return _with_uncollected(table).schema
-
-
-@lru_cache(maxsize=1)
-def _proceedings_states() -> frozenset[str]:
-    """The case states of the "proceedings" group (as :func:`features.plan` derives them)."""
-    states = load_table().states
-    return frozenset(s for s, spec in states.items() if spec.group == "proceedings")
 
 
 # -- the file of one person ---------------------------------------------------------------
@@ -485,7 +478,8 @@ def _case_evidence(cases: Iterable[Row], at: str) -> list[Ev] | None:
 
 def _case_state(f: _File) -> Row:
     """``case_state``: the person's cases as they stand (no date cut-off)."""
-    in_proceedings = [c for c in f.cases if c["state"] in _proceedings_states()]
+    states = proceedings_states()
+    in_proceedings = [c for c in f.cases if c["state"] in states]
     removed = [c for c in f.cases if c["state"] == "REMOVED"]
     offices = [c for c in f.cases if c["closed_at"] is None and c["office"] is not None]
     newest = max(offices, key=lambda c: _nulls_last(c["created_at"], c["id"]), default=None)

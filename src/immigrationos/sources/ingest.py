@@ -115,6 +115,8 @@ class Ingest:
         if format_override:
             self.definition = self.definition.model_copy(update={"format": format_override})
         self.fact_models = [table_model(t) for t in fact_tables(self.definition)]
+        self.written: list[type[Base]] = [SourceRecord, *self.fact_models]
+        """Every table the load writes: the records, then the facts."""
 
     def run(
         self, progress: Progress | None = None, chunk_rows: int = readers.CHUNK_ROWS
@@ -128,8 +130,7 @@ class Ingest:
         self._after_blocks(report)
         self._finish(batch, report)
         if report.loaded >= ANALYZE_AFTER_ROWS:
-            models: list[type[Base]] = [SourceRecord, *self.fact_models]
-            tables = [m.__tablename__ for m in models]
+            tables = [m.__tablename__ for m in self.written]
             bulk.analyze(self.session.connection(), tables)
         return report
 
@@ -190,8 +191,7 @@ class Ingest:
         key back checks every row, so nothing unchecked is ever committed."""
         if self._input_bytes() < DEFER_INDEXES_BYTES:
             return []
-        models: list[type[Base]] = [SourceRecord, *self.fact_models]
-        empty = [m.__tablename__ for m in models if self._empty(m)]
+        empty = [m.__tablename__ for m in self.written if self._empty(m)]
         connection = self.session.connection()
         indexes = bulk.drop_secondary_indexes(connection, empty)
         return indexes + bulk.drop_foreign_keys(connection, empty)
