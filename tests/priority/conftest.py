@@ -57,10 +57,12 @@ class Agency:
         with frozen_at(NOW), unit_of_work(self.runtime.sessions, self.ctx(username)) as gw:
             return fn(gw, *args, **kwargs)
 
-    def person(self, born: date = date(1985, 5, 1), **facts: list[dict[str, Any]]) -> str:
+    def person(
+        self, born: date = date(1985, 5, 1), pid: str | None = None, **facts: list[dict[str, Any]]
+    ) -> str:
         """A person with facts: convictions, admissions, encounters, benefits, orders."""
         self.count += 1
-        pid = f"per-test-{self.count:04d}"
+        pid = pid or f"per-test-{self.count:04d}"
 
         def add(gw: Gateway) -> None:
             gw.add(Person(id=pid, given_name="Ana", family_name=f"Test{self.count}",

@@ -18,7 +18,7 @@ from immigrationos.gateway.core import Gateway, unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.models import CaseCondition, EnforcementCase
 from immigrationos.priority import blocks, evaluate, features, features_py, service, views
-from immigrationos.priority.models import PriorityScore
+from immigrationos.priority.models import PriorityOverride, PriorityScore
 from immigrationos.priority.policy import shipped_policies
 from immigrationos.store.engine import transaction
 
@@ -185,6 +185,79 @@ def test_worklists_put_actionable_leads_first_and_say_why_others_are_blocked(
                 if i["person_id"] == felon)  # fmt: skip
     assert item["actionable"] is False and item["blocked_since_run"] is True
     assert item["blocks"][0]["guard"] == "not_in_citizenship_review"
+
+
+def _expected_worklist(
+    agency: Agency, officer: str, tier: str | None, actionable: bool | None
+) -> list[str]:
+    """The officer's worklist order computed here from the stored rows: every score of the
+    run, overrides applied, cases held by other officers left out, sorted in Python."""
+    me = agency.actors[officer].user_id
+
+    def read(gw: Gateway) -> tuple[Any, ...]:
+        rows = {m: gw.select(select(m), m, params={"test": "expected worklist"})
+                for m in (PriorityScore, PriorityOverride, EnforcementCase)}  # fmt: skip
+        return service.policy_of(gw, POLICY)[1], *rows.values()
+
+    policy, scores, overrides_rows, cases = agency.run("analyst", read)
+    overrides = {o.person_id: o.to_tier for o in overrides_rows if o.withdrawn_at is None}
+    held = {c.person_id for c in cases if c.closed_at is None and c.assigned_to not in (None, me)}
+    keys = []
+    for s in scores:
+        t = policy.tier(overrides.get(s.person_id, s.tier))
+        ok = t.lead and not s.blocks
+        if (t.lead and s.office == "Miami" and s.person_id not in held
+                and tier in (None, t.id) and actionable in (None, ok)):  # fmt: skip
+            keys.append((not ok, t.rank, -s.score, s.person_id))
+    return [k[-1] for k in sorted(keys)]
+
+
+def test_worklist_pages_are_the_whole_order_cut_into_pages(agency: Agency) -> None:
+    """Paged by the database, merged with overrides, less cases other officers hold: every
+    page, every filter, equal to the order computed from the stored rows; ties by id in code
+    point order (upper case before lower case, which PostgreSQL's default collation would
+    not give)."""
+    _publish(agency)
+    felony = {"offense_category": "robbery", "offense_level": "felony", "sentence_days": 900,
+              "conviction_date": date(2023, 5, 1)}  # fmt: skip
+    seen = [{"occurred_on": date(2024, 1, 2)}]
+    felons = [agency.person(pid=f"per-{c}", convictions=[felony], encounters=seen)
+              for c in ("a", "B", "c", "D", "e", "F")]  # fmt: skip
+    asylum = {"form": "I-589", "status": "pending", "filed_on": date(2024, 2, 1)}
+    for _ in range(3):
+        agency.person(convictions=[felony], encounters=seen, benefits=[asylum])
+    order = {"decided_on": date(2025, 12, 1), "nta": date(2025, 6, 20), "charge": "212(a)(6)(A)(i)"}
+    crossed = [{"occurred_on": date(2025, 6, 1)}]
+    crossers = [agency.person(encounters=crossed, orders=[order]) for _ in range(3)]
+    residents = [agency.person(encounters=seen) for _ in range(2)]
+    agency.run("analyst", service.run, POLICY, AS_OF)
+    why = "Reviewed in person with the supervisor; the record supports this tier."
+    agency.run("supervisor.miami", service.override, residents[0], "public-safety", why)
+    agency.run("supervisor.miami", service.override, felons[2], "not-a-priority", why)
+    agency.run("supervisor.miami", service.override, crossers[0], "public-safety", why)
+    users = {u: agency.actors[u].user_id for u in ("officer.miami", "officer.houston")}
+
+    def cases(gw: Gateway) -> None:
+        gw.add(EnforcementCase(id="case-other", person_id=felons[4], state="ENCOUNTERED",
+                               assigned_to=users["officer.houston"]),
+               EnforcementCase(id="case-mine", person_id=felons[5], state="ENCOUNTERED",
+                               assigned_to=users["officer.miami"]))  # fmt: skip
+
+    agency.run("system", cases)
+    whole = _expected_worklist(agency, "officer.miami", None, None)
+    assert felons[4] not in whole and felons[5] in whole and felons[2] not in whole
+    assert residents[0] in whole and residents[1] not in whole
+    assert whole.index("per-B") < whole.index("per-a")
+    for tier, actionable in [(None, None), (None, True), (None, False), ("public-safety", None),
+                             ("border-security", True)]:  # fmt: skip
+        expected = _expected_worklist(agency, "officer.miami", tier, actionable)
+        got, totals = [], set()
+        for page in range(1, 7):
+            data = agency.run("officer.miami", views.worklist, officer="officer.miami",
+                              tier=tier, actionable=actionable, page=page, size=3)  # fmt: skip
+            got += [i["person_id"] for i in data["items"]]
+            totals.add(data["total"])
+        assert got == expected and totals == {len(expected)}, (tier, actionable)
 
 
 def test_overrides_need_a_reason_and_are_audited(agency: Agency) -> None:

@@ -6,7 +6,7 @@ concurrent writers form one line on PostgreSQL; SQLite serialises writers alread
 
 A transaction's entries wait in the session (:class:`_Pending`) and take their place in the
 chain when it commits (:func:`settle`, run before every commit): the head is locked, each entry
-gets its ``seq`` and hashes in order, and they are written with the head in the commit's flush.
+gets its ``seq`` and hashes in order, and they are written with the head before the commit.
 The lock is held for that flush and the commit only, not for the request's work, so concurrent
 requests do not queue behind each other's reads; and a request that audits ten reads costs one
 lock, one head update and one batched insert. An entry is stored exactly when the work it
@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, select
+from sqlalchemy import Table, event, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from immigrationos.audit.events import AuditEvent
@@ -53,6 +53,9 @@ def entry_hash(prev_hash: str, entry: Any) -> str:
     return sha256_hex(prev_hash + "\n" + canonical_form(entry))
 
 
+_COLUMNS = (*_HASHED_FIELDS, "prev_hash", "entry_hash")
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_HEAD = cast(Table, AuditHead.__table__)
 _PENDING = "immos_audit_pending"
 _SAVED = "immos_audit_pending_at_savepoints"
 
@@ -65,12 +68,14 @@ class _Pending:
     entries: list[AuditEntry]
 
 
-def _lock_head(session: Session) -> AuditHead:
-    head = session.get(AuditHead, 1, with_for_update=True)
-    if head is None:
-        head = AuditHead(id=1, seq=0, entry_hash=GENESIS_HASH)
-        session.add(head)
-    return head
+def _lock_head(session: Session) -> tuple[int, str]:
+    """Lock the head row (made on the first append) and give its ``seq`` and hash."""
+    stmt = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
+    row = session.execute(stmt).first()
+    if row is None:
+        session.execute(insert(_HEAD).values(id=1, seq=0, entry_hash=GENESIS_HASH))
+        return 0, GENESIS_HASH
+    return int(row.seq), str(row.entry_hash)
 
 
 def _pending(session: Session) -> _Pending:
@@ -112,13 +117,20 @@ def settle(session: Session) -> None:
         or pending.transaction is not session.get_transaction()
     ):
         return
-    head = _lock_head(session)
+    seq, last_hash = _lock_head(session)
     for entry in pending.entries:
-        entry.seq, entry.prev_hash = head.seq + 1, head.entry_hash
+        entry.seq, entry.prev_hash = seq + 1, last_hash
         entry.entry_hash = entry_hash(entry.prev_hash, entry)
-        head.seq, head.entry_hash = entry.seq, entry.entry_hash
-    session.add_all(pending.entries)
+        seq, last_hash = entry.seq, entry.entry_hash
+    # written with Core, not the unit of work: the entries are transient objects the caller
+    # may still read, and a flush of ten ORM objects cost more than the request's reads
+    session.execute(insert(_ENTRIES), [_row(entry) for entry in pending.entries])
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, entry_hash=last_hash))
     pending.entries = []
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    return {column: getattr(entry, column) for column in _COLUMNS}
 
 
 def emit(session: Session, event: AuditEvent, who: AccessContext | Actor | None) -> AuditEntry:

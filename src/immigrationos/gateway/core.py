@@ -11,6 +11,8 @@ work (:func:`unit_of_work`) therefore writes them in a transaction of their own.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -28,7 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql.util import find_tables
 
 import immigrationos.store.models  # noqa: F401  (registers every model before PERSONAL_TABLES)
@@ -164,6 +166,10 @@ class Gateway:
         if column is None:
             return stmt, {}
         allowed, withheld = self.agreements.permitted_sources(self.ctx)
+        if not self.ctx.request_id or not any(
+            self.agreements.terms[s].per_request for s in allowed
+        ):
+            return _scoped(stmt, column, tuple(allowed)), withheld
         stmt = stmt.where(or_(column.in_(allowed), column.is_(None)))
         for source_id in allowed:
             terms = self.agreements.terms[source_id]
@@ -273,12 +279,17 @@ class Gateway:
         return rows
 
     def bundle(
-        self, queries: dict[str, tuple[Select, type[Base]]], *, params: dict[str, Any]
+        self,
+        queries: dict[str, tuple[Select, type[Base]]],
+        *,
+        params: dict[str, Any],
+        values: Mapping[str, Any] | None = None,
     ) -> dict[str, list[Any]]:
         """Several selects read together as one file (a case's guards need a dozen tables).
 
         Each select is scoped like :meth:`select`; one audit entry (object type: the
-        ``file`` parameter) names every table read and how many rows each gave.
+        ``file`` parameter) names every table read and how many rows each gave. ``values``
+        fills the selects' bound parameters (prepared selects, built once, are reused).
         """
         out: dict[str, list[Any]] = {}
         counts: dict[str, int] = {}
@@ -287,7 +298,7 @@ class Gateway:
             self._require_personal_access(model, "search")
             scoped, withheld = self._scope(stmt, model)
             with self._inside() as session:
-                out[name] = list(session.execute(scoped).all())
+                out[name] = list(session.execute(scoped, values).all())
             counts[model.__tablename__] = counts.get(model.__tablename__, 0) + len(out[name])
             withheld_all.update(withheld)
         self._audit(
@@ -326,7 +337,9 @@ class Gateway:
         self._audit(RecordsDerived(object_type=model.__tablename__, count=count, batch_id=batch_id))
         return count
 
-    def count(self, model: type[Base], *where: ColumnElement[bool], params: dict[str, Any]) -> int:
+    def count(
+        self, model: type[Base], *where: ColumnElement[bool] | Mapped[bool], params: dict[str, Any]
+    ) -> int:
         """How many rows match; audited as a search that returned a count only."""
         self._require_personal_access(model, "count")
         stmt, withheld = self._scope(select(func.count()).select_from(model).where(*where), model)
@@ -455,6 +468,26 @@ class Gateway:
 
     def _audit(self, audit_event: Any) -> None:
         emit(self.session, audit_event, self.ctx)
+
+
+_SCOPED: weakref.WeakKeyDictionary[Select, dict[tuple[str, ...], Select]] = (
+    weakref.WeakKeyDictionary()
+)
+_SCOPED_LOCK = threading.Lock()
+
+
+def _scoped(stmt: Select, column: Any, allowed: tuple[str, ...]) -> Select:
+    """``stmt`` limited to rows of the ``allowed`` sources (or none), made once per statement
+    and set of sources: the selects of a file are built once per process, and a statement
+    scoped anew on every read had its cache key computed anew on every run (~0.2 ms each)."""
+    with _SCOPED_LOCK:
+        known = _SCOPED.get(stmt)
+        if known is not None and allowed in known:
+            return known[allowed]
+    scoped = stmt.where(or_(column.in_(allowed), column.is_(None)))
+    with _SCOPED_LOCK:
+        _SCOPED.setdefault(stmt, {})[allowed] = scoped
+    return scoped
 
 
 def _inside_gateway(session: Session) -> bool:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, select
 
 from immigrationos.accounts.roles import Role
 from immigrationos.core.errors import NotFound
@@ -111,9 +112,13 @@ class CaseFacts:
         return [d for d in self.deadlines if d.kind == kind and status in (None, d.status)]
 
 
-def file_queries(case_id: str, person_id: str) -> dict[str, tuple[Any, Any]]:
-    """The selects of a case file (a case id of \"\" gives the person-level parts only)."""
+@cache
+def file_queries() -> dict[str, tuple[Any, Any]]:
+    """The selects of a case file, for the case and person bound as ``case`` and ``person``
+    when they run (built once per process; a case id of \"\" gives the person-level parts
+    only). Callers must not change the dict."""
     link, rec = RecordLink, SourceRecord
+    case_id, person_id = bindparam("case", type_=String), bindparam("person", type_=String)
     return {
         "conditions": (
             select(CaseCondition).where(CaseCondition.case_id == case_id),
@@ -171,7 +176,9 @@ def gather(gw: Gateway, case_id: str, flight_ids: tuple[str, ...] = ()) -> CaseF
     """
     case = _case(gw, case_id)
     got = gw.bundle(
-        file_queries(case.id, case.person_id), params={"file": "case_file", "case": case.id}
+        file_queries(),
+        params={"file": "case_file", "case": case.id},
+        values={"case": case.id, "person": case.person_id},
     )
     facts = CaseFacts(
         case_id=case.id,

@@ -12,9 +12,10 @@ same blocks for the whole index in one query; a test holds the two equal.
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 
 from immigrationos.core.clock import UTC
 from immigrationos.facts.models import Admission, BenefitApplication
@@ -53,8 +54,8 @@ def persons_facts(gw: Gateway, person_ids: list[str]) -> dict[str, CaseFacts]:
     widened to many persons (a worklist page re-checks its 25 leads with one audited read, not
     25); the case-level parts are empty here, as they are there for a person without a case.
     """
-    got = gw.bundle(_file_queries(person_ids),
-                    params={"file": "person_file", "persons": person_ids})  # fmt: skip
+    got = gw.bundle(_file_queries(), params={"file": "person_file", "persons": person_ids},
+                    values={"persons": person_ids})  # fmt: skip
     files: dict[str, dict[str, list[Any]]] = {
         p: {"conditions": [], "deadlines": [], "documents": [], "travel": [], "seats": [],
             "person": [], "evidence": [], "benefits": [], "admissions": [], "cases": [],
@@ -67,9 +68,12 @@ def persons_facts(gw: Gateway, person_ids: list[str]) -> dict[str, CaseFacts]:
     return {p: _facts(p, file) for p, file in files.items()}
 
 
-def _file_queries(ids: list[str]) -> dict[str, tuple[Any, Any]]:
-    """The person-level selects of a file, each row led by its person's id."""
+@cache
+def _file_queries() -> dict[str, tuple[Any, Any]]:
+    """The person-level selects of a file, each row led by its person's id, for the persons
+    bound as ``persons`` when they run (built once per process)."""
     link, rec, case, cond = RecordLink, SourceRecord, EnforcementCase, CaseCondition
+    ids: BindParameter[str] = bindparam("persons", expanding=True)
     is_open = (case.person_id.in_(ids), case.closed_at.is_(None))
     return {
         "person": (select(Person.id, Person.citizenship_status).where(Person.id.in_(ids)), Person),

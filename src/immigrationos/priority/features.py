@@ -20,16 +20,29 @@ The blocks computed here mirror, in bulk, the lifecycle guards that
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache, lru_cache
 from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, Select, select
+from sqlalchemy import (
+    JSON,
+    BindParameter,
+    Boolean,
+    ColumnElement,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    bindparam,
+    select,
+)
 
 from immigrationos.departures.models import Departure
 from immigrationos.facts.models import (
@@ -63,8 +76,10 @@ DEPARTED_STATES = ("REMOVED", "DEPARTED_VOLUNTARILY", "CLOSED_DEPARTED")
 FINAL_STATES = ("FINAL_ORDER", "REMOVAL_SCHEDULED")
 
 
+@lru_cache(maxsize=1)
 def _queries() -> dict[str, tuple[Select[Any], Any]]:
-    """What the features read: columns only, the persons' own facts, nothing else."""
+    """What the features read: columns only, the persons' own facts, nothing else (built once
+    per process: statements are immutable; callers must not change the dict)."""
     linked = Conviction.person_id.is_not(None)
     return {
         "persons": (
@@ -198,9 +213,13 @@ def read(
     if tables is not None:
         queries = {name: queries[name] for name in tables}
     if person_ids is not None:
-        queries = {name: (_only(name, stmt, person_ids), m) for name, (stmt, m) in queries.items()}
+        queries = {name: (_narrowed(name), m) for name, (_, m) in queries.items()}
     excluded = _redress(gw)
-    got = gw.bundle(queries, params={"file": "priority_features", "persons": person_ids or "all"})
+    got = gw.bundle(
+        queries,
+        params={"file": "priority_features", "persons": person_ids or "all"},
+        values=None if person_ids is None else {"persons": person_ids},
+    )
     tables = {name: _to_arrow(queries[name][0], rows) for name, rows in got.items()}
     for table_name, ids in excluded.struck().items():
         name = SNAPSHOT_OF.get(table_name)
@@ -282,30 +301,44 @@ def withhold(table: pa.Table, unknown: dict[str, dict[str, str]]) -> pa.Table:
     return table
 
 
-def _only(name: str, stmt: Select[Any], ids: list[str]) -> Select[Any]:
+@cache
+def _narrowed(name: str) -> Select[Any]:
+    """One of the reads narrowed to the persons bound as ``persons`` when it runs (built once
+    per process: building the fourteen narrowed reads cost each explanation ~8 ms)."""
+    return _only(name, _queries()[name][0], bindparam("persons", expanding=True))
+
+
+def _only(name: str, stmt: Select[Any], ids: list[str] | BindParameter[Any]) -> Select[Any]:
     """Narrow one of the reads to some persons (an explanation needs one person's file)."""
-    cases = select(EnforcementCase.id).where(EnforcementCase.person_id.in_(ids))
-    court = select(CourtCase.id).where(CourtCase.person_id.in_(ids))
-    procs = select(Proceeding.id).where(Proceeding.court_case_id.in_(court))
-    where = {
-        "persons": Person.id.in_(ids),
-        "convictions": Conviction.person_id.in_(ids),
-        "admissions": Admission.person_id.in_(ids),
-        "encounters": Encounter.person_id.in_(ids),
-        "benefits": BenefitApplication.person_id.in_(ids),
-        "court_cases": CourtCase.person_id.in_(ids),
-        "proceedings": Proceeding.court_case_id.in_(court),
-        "decisions": CourtDecision.proceeding_id.in_(procs),
-        "appeals": Appeal.decision_id.in_(
-            select(CourtDecision.id).where(CourtDecision.proceeding_id.in_(procs))
+
+    def cases() -> Select[Any]:
+        return select(EnforcementCase.id).where(EnforcementCase.person_id.in_(ids))
+
+    def court() -> Select[Any]:
+        return select(CourtCase.id).where(CourtCase.person_id.in_(ids))
+
+    def procs() -> Select[Any]:
+        return select(Proceeding.id).where(Proceeding.court_case_id.in_(court()))
+
+    where: dict[str, Callable[[], ColumnElement[bool]]] = {
+        "persons": lambda: Person.id.in_(ids),
+        "convictions": lambda: Conviction.person_id.in_(ids),
+        "admissions": lambda: Admission.person_id.in_(ids),
+        "encounters": lambda: Encounter.person_id.in_(ids),
+        "benefits": lambda: BenefitApplication.person_id.in_(ids),
+        "court_cases": lambda: CourtCase.person_id.in_(ids),
+        "proceedings": lambda: Proceeding.court_case_id.in_(court()),
+        "decisions": lambda: CourtDecision.proceeding_id.in_(procs()),
+        "appeals": lambda: Appeal.decision_id.in_(
+            select(CourtDecision.id).where(CourtDecision.proceeding_id.in_(procs()))
         ),
-        "departures": Departure.person_id.in_(ids),
-        "cases": EnforcementCase.person_id.in_(ids),
-        "final_events": CaseEvent.case_id.in_(cases),
-        "conditions": CaseCondition.case_id.in_(cases),
-        "evidence": RecordLink.person_id.in_(ids),
+        "departures": lambda: Departure.person_id.in_(ids),
+        "cases": lambda: EnforcementCase.person_id.in_(ids),
+        "final_events": lambda: CaseEvent.case_id.in_(cases()),
+        "conditions": lambda: CaseCondition.case_id.in_(cases()),
+        "evidence": lambda: RecordLink.person_id.in_(ids),
     }
-    return stmt.where(where[name])
+    return stmt.where(where[name]())
 
 
 # -- the plan -------------------------------------------------------------------------------

@@ -78,24 +78,32 @@ DEPARTURE_COLUMNS = ["person_id", "departed_on", "ev_dep", "back_on"]
 def departures_py(snapshot: Snapshot, as_of: date) -> pa.Table:
     """:data:`DEPARTURE_COLUMNS` of :func:`compute_py` from a snapshot of (at least)
     :data:`DEPARTURE_READS`: a worklist page re-checks whether its leads have left with six
-    reads, not fifteen (the other reads are taken as empty; none feeds these columns)."""
-    empty = {
-        name: _to_arrow(stmt, [])
-        for name, (stmt, _) in _queries().items()
-        if name not in snapshot.tables
-    }
-    whole = Snapshot(snapshot.tables | empty, snapshot.unknown)
-    return compute_py(whole, as_of).select(DEPARTURE_COLUMNS)
+    reads, not fifteen (the other reads are taken as empty; none feeds these columns), and
+    computes only the two parts of the row these columns come from."""
+    whole = Snapshot(_empty_reads() | snapshot.tables, snapshot.unknown)
+    rows = []
+    for f in _files(whole):
+        where = _whereabouts(f, as_of)
+        departed, back = _gone(where, _case_state(f))
+        rows.append({"person_id": f.person["id"], "departed_on": departed,
+                     "ev_dep": where["ev_dep"], "back_on": back})  # fmt: skip
+    schema = pa.schema([_schema().field(name) for name in DEPARTURE_COLUMNS])
+    return withhold(pa.Table.from_pylist(rows, schema=schema), snapshot.unknown)
+
+
+@lru_cache(maxsize=1)
+def _empty_reads() -> dict[str, pa.Table]:
+    """Every read of the snapshot, empty (made once per process; Arrow tables are immutable)."""
+    return {name: _to_arrow(stmt, []) for name, (stmt, _) in _queries().items()}
 
 
 @lru_cache(maxsize=1)
 def _schema() -> pa.Schema:
     """:func:`features.compute`'s schema, from the plan run once over an empty snapshot (once
     per process): the plan's columns, then a column for each feature no source carries."""
-    empty = {name: _to_arrow(stmt, []) for name, (stmt, _) in _queries().items()}
     con = duckdb.connect()
     try:
-        Snapshot(empty).register(con)
+        Snapshot(_empty_reads()).register(con)
         table = con.sql(plan(), params={"asof": date(2000, 1, 1)}).to_arrow_table()
     finally:
         con.close()
@@ -614,6 +622,12 @@ def _blocks(
 # -- the row ------------------------------------------------------------------------------
 
 
+def _gone(where: Row, cs: Row) -> tuple[date | None, date | None]:
+    """When the person last left (by a departure or a case) and last came back or was seen."""
+    departed = _max([where["last_departure"], cs["case_departed_on"]])
+    return departed, _max([where["last_entry_date"], where["first_seen"]])
+
+
 def _row(f: _File, as_of: date) -> Row:
     """The plan's final SELECT for one person."""
     p = f.person
@@ -627,8 +641,7 @@ def _row(f: _File, as_of: date) -> Row:
     open_proceedings = _open_proceedings(f, as_of)
     executed = _executed(f, finals)
     held = _held(f)
-    departed = _max([where["last_departure"], cs["case_departed_on"]])
-    back = _max([where["last_entry_date"], where["first_seen"]])
+    departed, back = _gone(where, cs)
     final_on = fin["final_order_date"]
     return {
         "person_id": p["id"],

@@ -10,11 +10,12 @@ run is shown blocked, with the reason.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Mapped
 
 from immigrationos.accounts.models import User
@@ -190,73 +191,161 @@ def worklist(
     run = latest_run(gw, policy_id)
     if run is None:
         raise NotFound(f"policy {policy_id} has not been run: `immos priority run` first")
-    office, mine = _officer_scope(gw, office, officer)
-    rows = _leads(gw, run, policy, office, mine, tier)
-    if actionable is not None:
-        rows = [r for r in rows if r["actionable"] is actionable]
-    shown = rows[(page - 1) * size : page * size]
+    office, me = _officer_scope(gw, office, officer)
+    shown, total = _leads(
+        gw, run, policy, Scope(office, me, tier, actionable), (page - 1) * size, size
+    )
     _recheck(gw, shown)
     return {
         "policy": policy_id, "run_id": run.id, "as_of": run.as_of.isoformat(),
         "index_version": run.index_version, "office": office, "officer": officer,
-        "total": len(rows), "page": page, "size": size, "items": shown, "note": NEVER_AN_ACTION,
+        "total": total, "page": page, "size": size, "items": shown, "note": NEVER_AN_ACTION,
     }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which of a run's leads a worklist lists: an office's, less those whose case another
+    officer than ``officer_id`` holds (when given), of one tier, actionable or not."""
+
+    office: str | None
+    officer_id: str | None
+    tier: str | None
+    actionable: bool | None
 
 
 def _officer_scope(
     gw: Gateway, office: str | None, officer: str | None
-) -> tuple[str | None, set[str]]:
-    """An officer's worklist: their office's leads, less those whose case another officer holds."""
+) -> tuple[str | None, str | None]:
+    """An officer's worklist: their office (unless another is named) and their user id."""
     if officer is None:
-        return office, set()
+        return office, None
     user = gw.session.scalars(select(User).where(User.username == officer)).first()
     if user is None:
         raise NotFound(f"no user {officer!r}")
-    held = gw.rows(
-        select(EnforcementCase.person_id).where(
-            EnforcementCase.closed_at.is_(None),
-            EnforcementCase.assigned_to.is_not(None),
-            EnforcementCase.assigned_to != user.id,
-        ),
-        EnforcementCase,
-        params={"worklist": officer, "cases_held_by_others": True},
-    )
-    return office or user.office, {r[0] for r in held}
+    return office or user.office, user.id
 
 
 def _leads(
+    gw: Gateway, run: PriorityRun, policy: Policy, scope: Scope, offset: int, size: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the run's leads after overrides, in worklist order, and how many there are.
+
+    The database orders and pages the stored leads of persons without an override (the page
+    and the count in one statement); the few persons an override touches are read apart,
+    their tier set by the override, and merged in.
+    """
+    overrides = _overrides(gw, policy.name)
+    s = PriorityScore
+    stored: list[ColumnElement[bool] | Mapped[bool]] = [s.lead]
+    if scope.tier is not None:
+        stored.append(s.tier == scope.tier)
+    if scope.actionable is not None:
+        stored.append(s.actionable == scope.actionable)
+    if overrides:
+        stored.append(s.person_id.not_in(sorted(overrides)))
+    moved = _override_items(gw, run, policy, scope, overrides)
+    # without overrides in scope the page is read directly; with them, everything up to the
+    # page's end, since an override may sort anywhere before it
+    start, stop = (offset, offset + size) if not moved else (0, offset + size)
+    rows = _score_rows(gw, run, scope, *stored, order=True, window=(start, stop))
+    total = rows[0].total if rows else 0 if start == 0 else _count(gw, run, scope, *stored)
+    items = [_item(policy, r, None) for r in rows]
+    if not moved:
+        return items, total
+    merged = sorted(items + moved, key=_worklist_order)
+    return merged[offset : offset + size], total + len(moved)
+
+
+def _worklist_order(item: dict[str, Any]) -> tuple[bool, int, float, str]:
+    """Actionable first, then by tier, the higher score first, then by person id."""
+    return (not item["actionable"], item["tier_rank"], -item["score"], item["person_id"])
+
+
+def _override_items(
     gw: Gateway,
     run: PriorityRun,
     policy: Policy,
-    office: str | None,
-    skip: set[str],
-    tier: str | None,
+    scope: Scope,
+    overrides: dict[str, PriorityOverride],
 ) -> list[dict[str, Any]]:
-    """The run's leads after overrides: its stored leads and anyone an override touches."""
-    overrides = _overrides(gw, policy.name)
-    rows = _score_rows(gw, run, office, PriorityScore.lead)
-    if overrides:
-        rows += _score_rows(gw, run, office, PriorityScore.person_id.in_(sorted(overrides)),
-                            ~PriorityScore.lead)  # fmt: skip
+    """The leads, after their override, of the persons an override touches."""
+    if not overrides:
+        return []
+    rows = _score_rows(gw, run, scope, PriorityScore.person_id.in_(sorted(overrides)))
     out = []
     for r in rows:
-        item = _item(policy, r, overrides.get(r.person_id))
-        if item["lead"] and r.person_id not in skip and (tier is None or item["tier"] == tier):
+        item = _item(policy, r, overrides[r.person_id])
+        if (
+            item["lead"]
+            and (scope.tier is None or item["tier"] == scope.tier)
+            and (scope.actionable is None or item["actionable"] is scope.actionable)
+        ):
             out.append(item)
-    out.sort(key=lambda i: (not i["actionable"], i["tier_rank"], -i["score"], i["person_id"]))
     return out
 
 
+def _in_scope(run: PriorityRun, scope: Scope) -> list[ColumnElement[bool]]:
+    """The run's rows of the scope's office, less persons whose case another officer holds."""
+    s, case = PriorityScore, EnforcementCase
+    where: list[ColumnElement[bool]] = [s.run_id == run.id]
+    if scope.office:
+        where.append(s.office == scope.office)
+    if scope.officer_id is not None:
+        held = exists().where(
+            case.person_id == s.person_id,
+            case.closed_at.is_(None),
+            case.assigned_to.is_not(None),
+            case.assigned_to != scope.officer_id,
+        )
+        where.append(~held)
+    return where
+
+
+def _params(run: PriorityRun, scope: Scope) -> dict[str, Any]:
+    params: dict[str, Any] = {"worklist": run.id, "office": scope.office}
+    if scope.officer_id is not None:
+        params["less_cases_held_by_others_than"] = scope.officer_id
+    return params | {k: v for k, v in (("tier", scope.tier), ("actionable", scope.actionable))
+                     if v is not None}  # fmt: skip
+
+
 def _score_rows(
-    gw: Gateway, run: PriorityRun, office: str | None, *where: ColumnElement[bool] | Mapped[bool]
+    gw: Gateway,
+    run: PriorityRun,
+    scope: Scope,
+    *where: ColumnElement[bool] | Mapped[bool],
+    order: bool = False,
+    window: tuple[int, int] | None = None,
 ) -> list[Any]:
+    """Score rows in scope with the persons' names; ordered as a worklist lists them, and one
+    window of them with the count of all (``total``), when asked."""
     s = PriorityScore
     stmt = select(s.person_id, s.tier, s.tier_rank, s.score, s.actionable, s.blocks, s.rules,
                   s.office, Person.given_name, Person.family_name)  # fmt: skip
-    stmt = stmt.join(Person, Person.id == s.person_id).where(s.run_id == run.id, *where)
-    if office:
-        stmt = stmt.where(s.office == office)
-    return list(gw.rows(stmt, PriorityScore, params={"worklist": run.id, "office": office}))
+    stmt = stmt.join(Person, Person.id == s.person_id).where(*_in_scope(run, scope), *where)
+    if order:
+        stmt = stmt.order_by(
+            s.actionable.desc(), s.tier_rank, s.score.desc(), _by_code(gw, s.person_id)
+        )
+    if window is not None:
+        start, stop = window
+        stmt = stmt.add_columns(func.count().over().label("total"))
+        stmt = stmt.offset(start).limit(stop - start)
+    return list(gw.rows(stmt, PriorityScore, params=_params(run, scope)))
+
+
+def _count(
+    gw: Gateway, run: PriorityRun, scope: Scope, *where: ColumnElement[bool] | Mapped[bool]
+) -> int:
+    """How many score rows are in scope (for a page past the end, which has no rows to say)."""
+    return gw.count(PriorityScore, *_in_scope(run, scope), *where, params=_params(run, scope))
+
+
+def _by_code(gw: Gateway, column: Any) -> Any:
+    """``column`` compared by code point, as Python sorts strings (PostgreSQL's default
+    collation may not; SQLite's does)."""
+    return column.collate("C") if gw.session.get_bind().dialect.name == "postgresql" else column
 
 
 def _overrides(gw: Gateway, policy_name: str) -> dict[str, PriorityOverride]:
