@@ -203,6 +203,16 @@ def test_pages_carry_security_headers_and_errors_leak_nothing(signed: Any) -> No
     missing = client.http.get("/no/such/page")
     assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
     assert "Traceback" not in missing.text and "Not found" in missing.text
+    assert missing.headers["x-frame-options"] == "DENY"
+    assert "strict-transport-security" not in headers
+    static = client.http.get("/static/htmx-2.0.11.min.js")
+    assert "cache-control" not in static.headers and static.headers["x-frame-options"] == "DENY"
+
+
+def test_responses_behind_tls_ask_for_tls_from_then_on(web_app: Any) -> None:
+    answer = TestClient(web_app, base_url="https://testserver").get("/api/health")
+    assert answer.headers["strict-transport-security"] == "max-age=31536000"
+    assert answer.headers["cache-control"] == "no-store"
 
 
 def test_vendored_assets_and_api_docs_are_served_locally(web_app: Any) -> None:

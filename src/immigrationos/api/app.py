@@ -4,12 +4,13 @@ metrics, security headers on every response, and errors that leak no internals."
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from immigrationos import __version__, web
 from immigrationos.api import (
@@ -68,7 +69,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(redress_routes.router)
     app.include_router(dossier_routes.router)
     case_routes.start_scheduler(app, app.state.runtime)
-    app.middleware("http")(_security_headers)
+    app.add_middleware(SecurityHeaders)
     app.get("/metrics", tags=["system"], response_class=PlainTextResponse)(_metrics)
     app.get("/docs", include_in_schema=False)(_api_docs)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -76,17 +77,33 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     return app
 
 
-async def _security_headers(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if request.url.scheme == "https":
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if not request.url.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "no-store")  # personal data stays off disk
-    return response
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` (and HSTS behind TLS, and ``no-store`` off ``/static``)
+    to every response. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` (``app.middleware``)
+    passed each response through a memory stream in a task of its own, ~1 ms a request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        https = scope.get("scheme") == "https"
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if https:
+                    headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+                if not static:
+                    headers.setdefault("Cache-Control", "no-store")  # personal data off disk
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

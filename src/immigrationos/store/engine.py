@@ -47,10 +47,17 @@ def _json_loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+def _json_dumps(value: Any) -> str:
+    """JSON columns written by orjson (compact; keys that are not strings become strings, as
+    the standard library makes them)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for ``url`` (default: the configured database), tuned for its backend."""
     url = url or get_settings().effective_database_url
     kwargs.setdefault("json_deserializer", _json_loads)
+    kwargs.setdefault("json_serializer", _json_dumps)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
