@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, cast
 
-from sqlalchemy import Table, event, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from immigrationos.audit.events import AuditEvent
@@ -56,6 +56,14 @@ def entry_hash(prev_hash: str, entry: Any) -> str:
 _COLUMNS = (*_HASHED_FIELDS, "prev_hash", "entry_hash")
 _ENTRIES = cast(Table, AuditEntry.__table__)
 _HEAD = cast(Table, AuditHead.__table__)
+# built once: every request that audits runs these
+_READ_HEAD = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=bindparam("head_seq"), entry_hash=bindparam("head_hash"))
+)
+_APPEND = insert(_ENTRIES)
 _PENDING = "immos_audit_pending"
 _SAVED = "immos_audit_pending_at_savepoints"
 
@@ -70,8 +78,7 @@ class _Pending:
 
 def _lock_head(session: Session) -> tuple[int, str]:
     """Lock the head row (made on the first append) and give its ``seq`` and hash."""
-    stmt = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
-    row = session.execute(stmt).first()
+    row = session.execute(_READ_HEAD).first()
     if row is None:
         session.execute(insert(_HEAD).values(id=1, seq=0, entry_hash=GENESIS_HASH))
         return 0, GENESIS_HASH
@@ -124,8 +131,8 @@ def settle(session: Session) -> None:
         seq, last_hash = entry.seq, entry.entry_hash
     # written with Core, not the unit of work: the entries are transient objects the caller
     # may still read, and a flush of ten ORM objects cost more than the request's reads
-    session.execute(insert(_ENTRIES), [_row(entry) for entry in pending.entries])
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, entry_hash=last_hash))
+    session.execute(_APPEND, [_row(entry) for entry in pending.entries])
+    session.execute(_MOVE_HEAD, {"head_seq": seq, "head_hash": last_hash})
     pending.entries = []
 
 
