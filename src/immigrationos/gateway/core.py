@@ -52,6 +52,7 @@ from immigrationos.sources.models import DisclosureRequest, SourceRecord
 from immigrationos.store import bulk
 from immigrationos.store.base import Base, is_personal
 from immigrationos.store.engine import transaction
+from immigrationos.store.sql import one_of
 
 T = TypeVar("T", bound=Base)
 _DEPTH = "immos.gateway.depth"
@@ -169,7 +170,8 @@ class Gateway:
         if not self.ctx.request_id or not any(
             self.agreements.terms[s].per_request for s in allowed
         ):
-            return _scoped(stmt, column, tuple(allowed)), withheld
+            dialect = self.session.get_bind().dialect.name
+            return _scoped(stmt, column, tuple(allowed), dialect), withheld
         stmt = stmt.where(or_(column.in_(allowed), column.is_(None)))
         for source_id in allowed:
             terms = self.agreements.terms[source_id]
@@ -470,23 +472,23 @@ class Gateway:
         emit(self.session, audit_event, self.ctx)
 
 
-_SCOPED: weakref.WeakKeyDictionary[Select, dict[tuple[str, ...], Select]] = (
+_SCOPED: weakref.WeakKeyDictionary[Select, dict[tuple[Any, ...], Select]] = (
     weakref.WeakKeyDictionary()
 )
 _SCOPED_LOCK = threading.Lock()
 
 
-def _scoped(stmt: Select, column: Any, allowed: tuple[str, ...]) -> Select:
+def _scoped(stmt: Select, column: Any, allowed: tuple[str, ...], dialect: str) -> Select:
     """``stmt`` limited to rows of the ``allowed`` sources (or none), made once per statement
     and set of sources: the selects of a file are built once per process, and a statement
     scoped anew on every read had its cache key computed anew on every run (~0.2 ms each)."""
     with _SCOPED_LOCK:
         known = _SCOPED.get(stmt)
-        if known is not None and allowed in known:
-            return known[allowed]
-    scoped = stmt.where(or_(column.in_(allowed), column.is_(None)))
+        if known is not None and (allowed, dialect) in known:
+            return known[allowed, dialect]
+    scoped = stmt.where(or_(one_of(column, dialect, values=allowed), column.is_(None)))
     with _SCOPED_LOCK:
-        _SCOPED.setdefault(stmt, {})[allowed] = scoped
+        _SCOPED.setdefault(stmt, {})[allowed, dialect] = scoped
     return scoped
 
 

@@ -15,7 +15,7 @@ from datetime import date, datetime, time
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, select
+from sqlalchemy import ColumnElement, select
 
 from immigrationos.core.clock import UTC
 from immigrationos.facts.models import Admission, BenefitApplication
@@ -27,6 +27,7 @@ from immigrationos.lifecycle.models import CaseCondition, EnforcementCase
 from immigrationos.lifecycle.table import load_table
 from immigrationos.persons.models import Person, RecordLink
 from immigrationos.sources.models import SourceRecord
+from immigrationos.store.sql import one_of
 
 ACTION_GUARDS = (
     "not_a_citizen",
@@ -54,7 +55,8 @@ def persons_facts(gw: Gateway, person_ids: list[str]) -> dict[str, CaseFacts]:
     widened to many persons (a worklist page re-checks its 25 leads with one audited read, not
     25); the case-level parts are empty here, as they are there for a person without a case.
     """
-    got = gw.bundle(_file_queries(), params={"file": "person_file", "persons": person_ids},
+    dialect = gw.session.get_bind().dialect.name
+    got = gw.bundle(_file_queries(dialect), params={"file": "person_file", "persons": person_ids},
                     values={"persons": person_ids})  # fmt: skip
     files: dict[str, dict[str, list[Any]]] = {
         p: {"conditions": [], "deadlines": [], "documents": [], "travel": [], "seats": [],
@@ -69,32 +71,35 @@ def persons_facts(gw: Gateway, person_ids: list[str]) -> dict[str, CaseFacts]:
 
 
 @cache
-def _file_queries() -> dict[str, tuple[Any, Any]]:
+def _file_queries(dialect: str) -> dict[str, tuple[Any, Any]]:
     """The person-level selects of a file, each row led by its person's id, for the persons
-    bound as ``persons`` when they run (built once per process)."""
+    bound as ``persons`` when they run (built once per process and backend)."""
     link, rec, case, cond = RecordLink, SourceRecord, EnforcementCase, CaseCondition
-    ids: BindParameter[str] = bindparam("persons", expanding=True)
-    is_open = (case.person_id.in_(ids), case.closed_at.is_(None))
+
+    def ids(column: Any) -> ColumnElement[bool]:
+        return one_of(column, dialect, name="persons")
+
+    is_open = (ids(case.person_id), case.closed_at.is_(None))
     return {
-        "person": (select(Person.id, Person.citizenship_status).where(Person.id.in_(ids)), Person),
+        "person": (select(Person.id, Person.citizenship_status).where(ids(Person.id)), Person),
         "evidence": (
             select(link.person_id, rec.id).join(link, link.source_record_id == rec.id)
-            .where(link.person_id.in_(ids), link.unlinked_at.is_(None),
-                   rec.source_id.in_(CITIZENSHIP_SOURCES)).order_by(rec.id),
+            .where(ids(link.person_id), link.unlinked_at.is_(None),
+                   one_of(rec.source_id, dialect, values=CITIZENSHIP_SOURCES)).order_by(rec.id),
             SourceRecord,
         ),
         "benefits": (
             select(BenefitApplication.person_id, BenefitApplication)
-            .where(BenefitApplication.person_id.in_(ids)).order_by(BenefitApplication.id),
+            .where(ids(BenefitApplication.person_id)).order_by(BenefitApplication.id),
             BenefitApplication,
         ),
         "admissions": (
             select(Admission.person_id, Admission.class_of_admission)
-            .where(Admission.person_id.in_(ids)),
+            .where(ids(Admission.person_id)),
             Admission,
         ),
         "cases": (
-            select(case.person_id, case.id, case.state).where(case.person_id.in_(ids))
+            select(case.person_id, case.id, case.state).where(ids(case.person_id))
             .order_by(case.id),
             EnforcementCase,
         ),
