@@ -220,6 +220,9 @@ def _officer_scope(
     """An officer's worklist: their office (unless another is named) and their user id."""
     if officer is None:
         return office, None
+    actor = gw.ctx.actor
+    if officer == actor.username and actor.user_id:  # an officer's own worklist: no read
+        return office or actor.office, actor.user_id
     user = gw.session.scalars(select(User).where(User.username == officer)).first()
     if user is None:
         raise NotFound(f"no user {officer!r}")
