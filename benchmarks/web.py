@@ -72,6 +72,7 @@ from sqlalchemy import func, select
 
 from immigrationos.accounts import sessions
 from immigrationos.accounts.models import User
+from immigrationos.api.serving import HTTP_PROTOCOL
 from immigrationos.audit.models import AuditEntry
 from immigrationos.bench import BenchReport, Target, repo_root
 from immigrationos.core.settings import Settings
@@ -510,7 +511,7 @@ def serve(url: str, folder: Path, workers: int) -> Iterator[str]:
     port = _free_port()
     command = [sys.executable, "-m", "uvicorn", "immigrationos.api.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    command += ["--no-access-log", "--log-level", "warning"]
+    command += ["--no-access-log", "--log-level", "warning", "--http", HTTP_PROTOCOL]
     env = _clean_env(
         IMMOS_DATABASE_URL=url, IMMOS_DATA_DIR=str(folder), IMMOS_LIFECYCLE_TICK_SECONDS="0"
     )

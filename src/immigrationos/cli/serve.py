@@ -6,13 +6,14 @@ import typer
 import uvicorn
 
 from immigrationos.api.app import create_app
+from immigrationos.api.serving import HTTP_PROTOCOL
 from immigrationos.cli.common import console, friendly_errors
 from immigrationos.core.settings import get_settings
 from immigrationos.runtime import Runtime, open_runtime
 
 
 def run_server(runtime: Runtime, host: str, port: int) -> None:
-    """Serve ``runtime`` until interrupted."""
+    """Serve ``runtime`` until interrupted (one process)."""
     console.print(f"serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops")
     uvicorn.run(
         create_app(runtime),
@@ -20,6 +21,25 @@ def run_server(runtime: Runtime, host: str, port: int) -> None:
         port=port,
         log_level=runtime.settings.log_level,
         access_log=False,
+        http=HTTP_PROTOCOL,
+    )
+
+
+def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve with ``workers`` processes, each opening the configured runtime (``IMMOS_*``)."""
+    console.print(
+        f"serving on http://{host}:{port} with {workers} worker processes (API docs at /docs); "
+        "Ctrl-C stops"
+    )
+    uvicorn.run(
+        "immigrationos.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        http=HTTP_PROTOCOL,
     )
 
 
@@ -27,7 +47,21 @@ def run_server(runtime: Runtime, host: str, port: int) -> None:
 def serve_cmd(
     host: str | None = typer.Option(None, help="Bind address (default IMMOS_HOST)."),
     port: int | None = typer.Option(None, help="Port (default IMMOS_PORT)."),
+    workers: int = typer.Option(
+        1, min=1, help="Server processes (one per core; more than one needs PostgreSQL)."
+    ),
 ) -> None:
     """Serve the REST API and pages on the configured database."""
     settings = get_settings()
-    run_server(open_runtime(settings), host or settings.host, port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    if workers == 1:
+        run_server(open_runtime(settings), host, port)
+        return
+    if settings.effective_database_url.startswith("sqlite"):
+        raise typer.BadParameter(
+            "several worker processes need PostgreSQL (IMMOS_DATABASE_URL): SQLite takes one "
+            "writer at a time",
+            param_hint="--workers",
+        )
+    open_runtime(settings).close()  # migrate once, before the workers start
+    run_workers(host, port, workers, settings.log_level)
