@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 import uvicorn
 
@@ -15,14 +17,7 @@ from immigrationos.runtime import Runtime, open_runtime
 def run_server(runtime: Runtime, host: str, port: int) -> None:
     """Serve ``runtime`` until interrupted (one process)."""
     console.print(f"serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops")
-    uvicorn.run(
-        create_app(runtime),
-        host=host,
-        port=port,
-        log_level=runtime.settings.log_level,
-        access_log=False,
-        http=HTTP_PROTOCOL,
-    )
+    _uvicorn(create_app(runtime), host, port, runtime.settings.log_level)
 
 
 def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
@@ -31,16 +26,18 @@ def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
         f"serving on http://{host}:{port} with {workers} worker processes (API docs at /docs); "
         "Ctrl-C stops"
     )
-    uvicorn.run(
-        "immigrationos.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-        http=HTTP_PROTOCOL,
+    _uvicorn(
+        "immigrationos.api.app:create_app", host, port, log_level, factory=True, workers=workers
     )
+
+
+def _uvicorn(app: Any, host: str, port: int, log_level: str, **more: Any) -> None:
+    """uvicorn as every ``immos serve`` runs it: no access log (the audit log records who
+    read what), ``TCP_NODELAY`` on every connection."""
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=False, http=HTTP_PROTOCOL,
+        **more,
+    )  # fmt: skip
 
 
 @friendly_errors
