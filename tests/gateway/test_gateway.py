@@ -125,3 +125,21 @@ def test_count_is_audited_as_a_search(runtime: Runtime) -> None:
         assert gw.count(Person, params={"all": True}) == 2
     last = _entries(runtime)[-1]
     assert (last.action, last.result_count, last.purpose) == ("records.searched", 2, "statistics")
+
+
+def test_reads_of_plain_values_see_the_work_not_yet_flushed(runtime: Runtime) -> None:
+    """Rows of plain values are read on the session's connection, past the ORM: the session's
+    pending changes are flushed first, as the ORM's own reads would."""
+    with unit_of_work(runtime.sessions, CASEWORK) as gw:
+        gw.add(_person("P-1"))
+    with unit_of_work(runtime.sessions, CASEWORK) as gw:
+        person = gw.get(Person, "P-1")
+        person.family_name = "García"  # changed in the session, not yet written
+        rows = gw.rows(select(Person.id, Person.family_name), Person, params={"all": True})
+        person.given_name = "Ana María"
+        filed = gw.bundle(
+            {"persons": (select(Person.given_name).where(Person.id == "P-1"), Person)},
+            params={"file": "test"},
+        )
+    assert [tuple(r) for r in rows] == [("P-1", "García")]
+    assert [tuple(r) for r in filed["persons"]] == [("Ana María",)]
