@@ -17,7 +17,15 @@ from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import Gateway, unit_of_work
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.lifecycle.models import CaseCondition, EnforcementCase
-from immigrationos.priority import blocks, evaluate, features, features_py, service, views
+from immigrationos.priority import (
+    blocks,
+    evaluate,
+    features,
+    features_py,
+    service,
+    views,
+    worklists,
+)
 from immigrationos.priority.models import PriorityOverride, PriorityScore
 from immigrationos.priority.policy import shipped_policies
 from immigrationos.store.engine import transaction
@@ -167,12 +175,12 @@ def test_worklists_put_actionable_leads_first_and_say_why_others_are_blocked(
     _publish(agency)
     people = _world(agency)
     agency.run("analyst", service.run, POLICY, AS_OF)
-    page = agency.run("officer.miami", views.worklist)
+    page = agency.run("officer.miami", worklists.worklist)
     ids = [i["person_id"] for i in page["items"]]
     assert page["total"] == 4 and people["long resident"] not in ids
     assert [i["actionable"] for i in page["items"]] == [True, True, False, False]
     assert all(i["blocks"] for i in page["items"] if not i["actionable"])
-    only_blocked = agency.run("officer.miami", views.worklist, actionable=False, size=1, page=2)
+    only_blocked = agency.run("officer.miami", worklists.worklist, actionable=False, size=1, page=2)
     assert only_blocked["total"] == 2 and len(only_blocked["items"]) == 1
     # a lead that became blocked after the run is shown blocked, with the reason
     felon = people["violent felon"]
@@ -181,7 +189,7 @@ def test_worklists_put_actionable_leads_first_and_say_why_others_are_blocked(
         gw.add(EnforcementCase(id="case-x", person_id=felon, state="CITIZENSHIP_REVIEW"))
 
     agency.run("system", review)
-    item = next(i for i in agency.run("officer.miami", views.worklist)["items"]
+    item = next(i for i in agency.run("officer.miami", worklists.worklist)["items"]
                 if i["person_id"] == felon)  # fmt: skip
     assert item["actionable"] is False and item["blocked_since_run"] is True
     assert item["blocks"][0]["guard"] == "not_in_citizenship_review"
@@ -253,7 +261,7 @@ def test_worklist_pages_are_the_whole_order_cut_into_pages(agency: Agency) -> No
         expected = _expected_worklist(agency, "officer.miami", tier, actionable)
         got, totals = [], set()
         for page in range(1, 7):
-            data = agency.run("officer.miami", views.worklist, officer="officer.miami",
+            data = agency.run("officer.miami", worklists.worklist, officer="officer.miami",
                               tier=tier, actionable=actionable, page=page, size=3)  # fmt: skip
             got += [i["person_id"] for i in data["items"]]
             totals.add(data["total"])
@@ -276,7 +284,7 @@ def test_overrides_need_a_reason_and_are_audited(agency: Agency) -> None:
         "public-safety",
         "raise",
     )
-    item = next(i for i in agency.run("officer.miami", views.worklist)["items"]
+    item = next(i for i in agency.run("officer.miami", worklists.worklist)["items"]
                 if i["person_id"] == who)  # fmt: skip
     assert item["tier"] == "public-safety" and item["override"]["direction"] == "raise"
     with transaction(agency.runtime.sessions) as session:
@@ -332,7 +340,7 @@ def test_bulk_blocks_equal_the_lifecycle_guards_person_by_person(agency: Agency)
         out = {}
         for row in table.to_pylist():
             checks = blocks.check(blocks.person_facts(gw, row["person_id"]), AS_OF,
-                                  views._departed(row))  # fmt: skip
+                                  views.departed(row))  # fmt: skip
             out[row["person_id"]] = sorted(b["guard"] for b in blocks.blocking(checks))
         return out
 
@@ -370,7 +378,7 @@ def test_a_worklist_rechecks_departures_as_the_features_compute_them(agency: Age
     narrow, full = agency.run("analyst", departures), agency.features()
     columns = ["person_id", "departed_on", "ev_dep", "back_on"]
     assert narrow.select(columns).to_pylist() == full.select(columns).to_pylist()
-    got = {r["person_id"]: views._departed(r) for r in narrow.to_pylist()}
+    got = {r["person_id"]: views.departed(r) for r in narrow.to_pylist()}
     assert got[people["departed felon"]] == {
         "on": "2023-03-02",
         "record": {"t": "departures", "id": "dep-1", "src": "departures", "d": date(2023, 3, 2)},

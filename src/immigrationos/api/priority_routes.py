@@ -21,7 +21,7 @@ from immigrationos.api.deps import access, db_session
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
 from immigrationos.gateway.purposes import Purpose
-from immigrationos.priority import service, views
+from immigrationos.priority import service, views, worklists
 from immigrationos.priority.catalogue import FEATURES
 from immigrationos.priority.models import PriorityPolicy, PriorityRun
 
@@ -166,7 +166,7 @@ def worklist(
     size: Annotated[int, Query(ge=1, le=200)] = 25,
 ) -> dict[str, Any]:
     """Leads of the policy in force, actionable first; blocked leads carry the reason."""
-    return views.worklist(
+    return worklists.worklist(
         Gateway(session, ctx), office=office, officer=officer, tier=tier,
         actionable=actionable, page=page, size=size, policy_ref=policy,
     )  # fmt: skip

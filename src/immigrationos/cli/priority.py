@@ -30,7 +30,7 @@ from immigrationos.core.clock import utcnow
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
 from immigrationos.gateway.purposes import Purpose
-from immigrationos.priority import report, service, views
+from immigrationos.priority import report, service, views, worklists
 from immigrationos.priority.catalogue import FEATURES
 from immigrationos.priority.models import PriorityPolicy
 from immigrationos.priority.policy import load_policy, shipped_policies
@@ -246,7 +246,7 @@ def worklist_cmd(
 ) -> None:
     """Leads of the policy in force, actionable first; blocked leads say why."""
     ctx = _ctx(username, password, why)
-    data = _run(ctx, views.worklist, office=office, officer=officer, tier=tier,
+    data = _run(ctx, worklists.worklist, office=office, officer=officer, tier=tier,
                 actionable=actionable, page=page, size=size, policy_ref=policy)  # fmt: skip
     if json_out:
         return print_json(data)

@@ -35,6 +35,7 @@ from immigrationos.lifecycle.facts import OFFICE_BOUND
 from immigrationos.lifecycle.table import ParamSpec, load_table
 from immigrationos.priority import service as priority_service
 from immigrationos.priority import views as priority_views
+from immigrationos.priority import worklists as priority_worklists
 from immigrationos.runtime import Runtime
 from immigrationos.web.render import page
 
@@ -104,7 +105,7 @@ def worklist(
     gw = Gateway(session, ctx)
     officer = ctx.actor.role is Role.OFFICER
     office = ctx.actor.office if office is None else office
-    data = priority_views.worklist(
+    data = priority_worklists.worklist(
         gw,
         office=None if officer else office or None,
         officer=ctx.actor.username if officer else None,
