@@ -11,10 +11,9 @@ work (:func:`unit_of_work`) therefore writes them in a transaction of their own.
 
 from __future__ import annotations
 
-import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -55,6 +54,7 @@ from immigrationos.store.engine import transaction
 from immigrationos.store.sql import one_of
 
 T = TypeVar("T", bound=Base)
+V = TypeVar("V")
 _DEPTH = "immos.gateway.depth"
 PERSONAL_TABLES = frozenset(
     str(mapper.class_.__tablename__)
@@ -167,15 +167,12 @@ class Gateway:
         if column is None:
             return stmt, {}
         allowed, withheld = self.agreements.permitted_sources(self.ctx)
-        if not self.ctx.request_id or not any(
-            self.agreements.terms[s].per_request for s in allowed
-        ):
-            dialect = self.session.get_bind().dialect.name
-            return _scoped(stmt, column, tuple(allowed), dialect), withheld
-        stmt = stmt.where(or_(column.in_(allowed), column.is_(None)))
+        dialect = self.session.get_bind().dialect.name
+        stmt = _scoped(stmt, column, tuple(allowed), dialect)
+        if not self.ctx.request_id:
+            return stmt, withheld
         for source_id in allowed:
-            terms = self.agreements.terms[source_id]
-            if terms.per_request and self.ctx.request_id:
+            if self.agreements.terms[source_id].per_request:
                 covered = subject_filter(self._disclosure(source_id))
                 if model is not SourceRecord:
                     covered = model.__table__.c.source_record_id.in_(
@@ -472,24 +469,34 @@ class Gateway:
         emit(self.session, audit_event, self.ctx)
 
 
+def _remembered(memo: weakref.WeakKeyDictionary[Any, V], key: Any, make: Callable[[], V]) -> V:
+    """``memo[key]``, made by ``make`` the first time: what is worked out from a statement is
+    remembered for as long as the statement lives (the statements every request runs are built
+    once per process). A key that cannot be weakly referenced is worked out every time."""
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    except TypeError:
+        return make()
+    value = memo[key] = make()
+    return value
+
+
 _SCOPED: weakref.WeakKeyDictionary[Select, dict[tuple[Any, ...], Select]] = (
     weakref.WeakKeyDictionary()
 )
-_SCOPED_LOCK = threading.Lock()
 
 
 def _scoped(stmt: Select, column: Any, allowed: tuple[str, ...], dialect: str) -> Select:
     """``stmt`` limited to rows of the ``allowed`` sources (or none), made once per statement
-    and set of sources: the selects of a file are built once per process, and a statement
-    scoped anew on every read had its cache key computed anew on every run (~0.2 ms each)."""
-    with _SCOPED_LOCK:
-        known = _SCOPED.get(stmt)
-        if known is not None and (allowed, dialect) in known:
-            return known[allowed, dialect]
-    scoped = stmt.where(or_(one_of(column, dialect, values=allowed), column.is_(None)))
-    with _SCOPED_LOCK:
-        _SCOPED.setdefault(stmt, {})[allowed, dialect] = scoped
-    return scoped
+    and set of sources: a statement scoped anew on every read had its cache key computed anew
+    on every run (~0.2 ms each)."""
+    by_sources = _remembered(_SCOPED, stmt, dict)
+    key = (allowed, dialect)
+    if key not in by_sources:
+        by_sources[key] = stmt.where(or_(one_of(column, dialect, values=allowed), column.is_(None)))
+    return by_sources[key]
 
 
 def _inside_gateway(session: Session) -> bool:
@@ -512,11 +519,11 @@ def _execute(session: Session, stmt: Select, values: Mapping[str, Any] | None = 
 
 def _columns_only(stmt: Select) -> bool:
     """Whether ``stmt`` selects no mapped entity (remembered per statement)."""
-    known = _COLUMNS_ONLY.get(stmt)
-    if known is None:
-        known = all(not isinstance(d["type"], type) for d in stmt.column_descriptions)
-        _COLUMNS_ONLY[stmt] = known
-    return known
+    return _remembered(
+        _COLUMNS_ONLY,
+        stmt,
+        lambda: all(not isinstance(d["type"], type) for d in stmt.column_descriptions),
+    )
 
 
 _TOUCHED: weakref.WeakKeyDictionary[ClauseElement, frozenset[str]] = weakref.WeakKeyDictionary()
@@ -525,16 +532,12 @@ _TOUCHED: weakref.WeakKeyDictionary[ClauseElement, frozenset[str]] = weakref.Wea
 def _personal_tables(statement: ClauseElement) -> frozenset[str]:
     """The personal tables ``statement`` touches (remembered per statement: the statements
     every request runs outside a gateway, built once, are walked once)."""
-    try:
-        known = _TOUCHED.get(statement)
-    except TypeError:  # not weakly referenceable: walked every time
-        known = None
-    if known is None:
+
+    def walk() -> frozenset[str]:
         found = find_tables(statement, include_crud=True)
-        known = frozenset(str(getattr(t, "name", "")) for t in found) & PERSONAL_TABLES
-        with suppress(TypeError):
-            _TOUCHED[statement] = known
-    return known
+        return frozenset(str(getattr(t, "name", "")) for t in found) & PERSONAL_TABLES
+
+    return _remembered(_TOUCHED, statement, walk)
 
 
 def _check_execute(state: ORMExecuteState) -> None:

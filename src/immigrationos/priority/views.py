@@ -155,6 +155,7 @@ def _stored(gw: Gateway, person_id: str, policy_id: str) -> dict[str, Any] | Non
 
 
 def override_dict(o: PriorityOverride | None) -> dict[str, Any] | None:
+    """An override as explanations and worklists show it (None when there is none)."""
     if o is None:
         return None
     return {"id": o.id, "from": o.from_tier, "to": o.to_tier, "direction": o.direction,
