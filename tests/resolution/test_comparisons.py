@@ -109,3 +109,35 @@ def test_columnar_features_equal_row_by_row(rows: list[dict[str, Any]]) -> None:
     table = pa.Table.from_pylist(raw, schema=RAW_SCHEMA)
     expected = pa.Table.from_pylist([feature_row(r) for r in raw], schema=FEATURE_SCHEMA)
     assert features(table).equals(expected)
+
+
+def test_names_swapped_count_once() -> None:
+    """Both name comparisons see a swap; only the given name's level weighs it (the
+    surname's level is set to weigh nothing after training), so a swapped pair does not
+    outweigh one whose given and family names are both exact."""
+    import copy
+    import math
+
+    from immigrationos.resolution import linking
+    from immigrationos.resolution.model import Parameters
+    from immigrationos.resolution.service import shipped_model
+
+    doc = shipped_model()
+    params = Parameters(doc)
+    left = feature_row({"unique_id": "l", "given_name": "Wei", "family_name": "Zhang"})
+    right = feature_row({"unique_id": "r", "given_name": "Zhang", "family_name": "Wei"})
+    same = feature_row({"unique_id": "s", "given_name": "Wei", "family_name": "Zhang"})
+    weights = {c.comparison: c for c in params.score(left, right, {}).contributions}
+    assert weights["family_name"].level == "given and surname swapped"
+    assert weights["family_name"].weight == 0.0 and weights["given_name"].weight > 0
+    exact = {c.comparison: c.weight for c in params.score(left, same, {}).contributions}
+    assert weights["given_name"].weight < exact["given_name"] + exact["family_name"]
+
+    untrained = copy.deepcopy(doc.splink)
+    family = next(c for c in untrained["comparisons"] if c["output_column_name"] == "family_name")
+    level = next(x for x in family["comparison_levels"] if "swapped" in x["label_for_charts"])
+    level["m_probability"] = 0.034
+    assert linking.counted_once(untrained) == [
+        "family_name: given and surname swapped (in given_name)"
+    ]
+    assert math.isclose(level["m_probability"], level["u_probability"])

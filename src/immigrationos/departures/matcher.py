@@ -50,8 +50,9 @@ from immigrationos.sources.models import SourceRecord
 Band = Literal["verified", "review", "unmatched"]
 Event = Manifest | LandExit | SelfReport
 
-#: The fuzzy path verifies a person only this many bits of evidence above the link weight.
-VERIFY_MARGIN = 4.0
+#: The fuzzy path verifies a person only from this match weight (probability 0.999): a
+#: departure closes cases, so it asks for more than clustering's link weight.
+VERIFY_WEIGHT = 10.0
 #: Candidates named in an explanation.
 EXPLAINED = 5
 
@@ -113,7 +114,7 @@ class Matcher:
 
     @property
     def verify_weight(self) -> float:
-        return self.index.doc.link_weight + VERIFY_MARGIN
+        return VERIFY_WEIGHT
 
     def match(self, event: Event, unique_id: str) -> MatchResult:
         """Decide one event (``unique_id`` names its record; it must not be in the index)."""

@@ -5,9 +5,13 @@ service only writes what the plan says.
 
 Clustering is greedy and constrained: must-link pairs (human "same person" decisions) join
 first; then pairs at or above the link weight join in descending weight order, unless a
-cannot-link decision separates the two groups. Splink's connected components cannot respect
-cannot-link decisions, which is why this is written here (a union-find with per-group
-constraint sets; about a second per million edges).
+cannot-link decision separates the two groups, or the two groups disagree on what a person
+has one of (:class:`Traits`: an A-number, a passport, a birth date, sex, nationality) strongly
+enough to bring the pair below the link weight. A pair's weight compares two records only;
+the group check stops the chains that join two namesakes through records that lack the
+identifiers telling them apart (a certificate with a name and a birth date only, say).
+Splink's connected components can do neither, which is why this is written here (a
+union-find with per-group constraint sets; about a second per million edges).
 
 Stable ids: each new cluster takes the id of the previous person it shares most records
 with (ties to the older id); a previous person whose id is not taken is retired with a
@@ -20,16 +24,70 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from immigrationos.core.ids import content_id
 
+Held = tuple[str | frozenset[str] | None, ...]
+"""A group's values of each trait: none, one, or several (a renewed passport, a typo)."""
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a person has one of, per record, and what a disagreement weighs.
+
+    ``values[record]`` holds the record's value of each trait (aligned with ``names`` and
+    ``weights``; ``None`` where the record lacks it); ``weights`` are the model's weights of
+    each trait's comparison at its 'different' level (negative). When two groups are about
+    to join, a trait that both groups hold but with no value in common counts against the
+    joining pair with that weight, unless both records of the pair hold it (the pair's own
+    weight has already compared them): the groups are compared as the pair would be had its
+    records carried their groups' values.
+    """
+
+    names: tuple[str, ...]
+    weights: tuple[float, ...]
+    values: Mapping[str, Held]
+
+    def penalty(self, held_a: Held, held_b: Held, a: str, b: str) -> float:
+        """What groups holding ``held_a`` and ``held_b`` disagree on, beyond what records
+        ``a`` and ``b`` compared themselves."""
+        total = 0.0
+        for i, (x, y) in enumerate(zip(held_a, held_b, strict=True)):
+            if x is None or y is None or not _apart(x, y):
+                continue
+            if self.values[a][i] is not None and self.values[b][i] is not None:
+                continue  # the pair compared these itself
+            total += self.weights[i]
+        return total
+
+
+def _apart(x: str | frozenset[str], y: str | frozenset[str]) -> bool:
+    """Whether two groups' values of a trait have none in common."""
+    if isinstance(x, str):
+        return x != y if isinstance(y, str) else x not in y
+    return y not in x if isinstance(y, str) else x.isdisjoint(y)
+
+
+def _union(x: str | frozenset[str] | None, y: str | frozenset[str] | None) -> Any:
+    if x is None or x == y:
+        return y
+    if y is None:
+        return x
+    return (x if isinstance(x, frozenset) else frozenset((x,))) | (
+        y if isinstance(y, frozenset) else frozenset((y,))
+    )
+
 
 class _Groups:
-    """Union-find over record ids with cannot-link constraints between groups."""
+    """Union-find over record ids with cannot-link constraints between groups, and each
+    group's :class:`Traits` values (kept by root for groups of more than one record)."""
 
-    def __init__(self, ids: Iterable[str]) -> None:
+    def __init__(self, ids: Iterable[str], traits: Traits | None = None) -> None:
         self.parent = {i: i for i in ids}
         self.apart: dict[str, set[str]] = defaultdict(set)
+        self.traits = traits
+        self.held: dict[str, Held] = {}
 
     def find(self, x: str) -> str:
         parent = self.parent
@@ -45,6 +103,15 @@ class _Groups:
         self.apart[ra].add(rb)
         self.apart[rb].add(ra)
 
+    def _values(self, root: str) -> Held:
+        assert self.traits is not None
+        return self.held.get(root) or self.traits.values[root]
+
+    def penalty(self, ra: str, rb: str, a: str, b: str) -> float:
+        """What the groups with roots ``ra`` and ``rb`` disagree on (see :class:`Traits`)."""
+        assert self.traits is not None
+        return self.traits.penalty(self._values(ra), self._values(rb), a, b)
+
     def join(self, a: str, b: str) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
@@ -53,6 +120,10 @@ class _Groups:
             return False
         if len(self.apart.get(ra, ())) < len(self.apart.get(rb, ())):
             ra, rb = rb, ra
+        if self.traits is not None:
+            joined = zip(self._values(ra), self._values(rb), strict=True)
+            self.held[ra] = tuple(_union(x, y) for x, y in joined)
+            self.held.pop(rb, None)
         self.parent[rb] = ra
         moved = self.apart.pop(rb, set())
         for other in moved:
@@ -71,6 +142,9 @@ class Clustering:
     held: frozenset[str] = frozenset()
     """Records whose links the model may not make alone (a disputed record link under
     redress): their pairs above the link weight go to review instead."""
+    conflicted: set[tuple[str, str]] = field(default_factory=set)
+    """Pairs at or above the link weight left apart because their groups disagree on a
+    trait (see :class:`Traits`): uncertain, so they go to review like pairs below it."""
 
     def members(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = defaultdict(list)
@@ -86,13 +160,15 @@ def cluster(
     must_link: Iterable[tuple[str, str]] = (),
     cannot_link: Iterable[tuple[str, str]] = (),
     held: Iterable[str] = (),
+    traits: Traits | None = None,
 ) -> Clustering:
     """Group records: must-links, then edges >= ``link_weight`` by weight, cannot-links kept.
 
     An edge touching a ``held`` record never joins by weight alone (a person's must-link
-    still does): it is left to review.
+    still does): it is left to review. With ``traits``, an edge joins only if its weight plus
+    what the two groups disagree on (:meth:`Traits.penalty`) still reaches the link weight.
     """
-    groups = _Groups(record_ids)
+    groups = _Groups(record_ids, traits)
     hold = frozenset(held)
     known = groups.parent
     for a, b in cannot_link:
@@ -110,10 +186,19 @@ def cluster(
         ),
         key=lambda e: (-e[0], e[1], e[2]),
     )
-    for _, a, b in strong:
+    conflicted: set[tuple[str, str]] = set()
+    find = groups.find
+    for w, a, b in strong:
+        if traits is not None:
+            ra, rb = find(a), find(b)
+            if ra == rb:
+                continue
+            if w + groups.penalty(ra, rb, a, b) < link_weight:
+                conflicted.add((a, b))
+                continue
         if not groups.join(a, b):
             blocked.append((a, b))
-    return Clustering({r: groups.find(r) for r in known}, blocked, hold)
+    return Clustering({r: groups.find(r) for r in known}, blocked, hold, conflicted)
 
 
 # -- stable ids -------------------------------------------------------------------------------

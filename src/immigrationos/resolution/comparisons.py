@@ -605,6 +605,10 @@ class Level:
     """None for the final 'everything else' level."""
     is_null: bool = False
     tf: str | None = None
+    counted_in: str | None = None
+    """The comparison whose level weighs this same event (names swapped is one event that
+    both name comparisons see): this level then weighs nothing (m set to u after training),
+    so the event is not counted twice."""
 
 
 @dataclass(frozen=True)
@@ -743,7 +747,7 @@ FAMILY = Comparison(
         Level("a surname shared (double surnames)", Overlap("family_tokens")),
         Level("surname variant (symbol)", Overlap("family_symbols")),
         Level("typo (Jaro-Winkler >= 0.9)", JaroWinklerAtLeast("family", 0.9)),
-        Level("given and surname swapped", Swapped()),
+        Level("given and surname swapped", Swapped(), counted_in="given_name"),
         Level("sounds alike only (metaphone)", Overlap("family_phonetic")),
         _else(),
     ),
@@ -809,6 +813,22 @@ COMPARISONS: tuple[Comparison, ...] = (
     ),
     _identifier("nationality", "nationality", "Nationality (an immigration fact): exact."),
     _identifier("sex", "sex", "Sex: exact."),
+)
+
+
+#: What a person has one of at a time, as (comparison, feature column): clustering checks whole
+#: groups of records on these before joining them (:class:`~immigrationos.resolution.cluster.
+#: Traits`), each disagreement weighing what the comparison's 'different' level weighs. Birth
+#: dates defaulted to 1 January are left out (a default says nothing against another date).
+TRAITS: tuple[tuple[str, str], ...] = (
+    ("birth_date", "dob"),
+    ("a_number", "a_number"),
+    ("passport", "passport_no"),
+    ("fin", "fin"),
+    ("itin", "itin"),
+    ("national_id", "national_id"),
+    ("nationality", "nationality"),
+    ("sex", "sex"),
 )
 
 

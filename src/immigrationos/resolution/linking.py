@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from immigrationos.core.errors import ValidationFailed
-from immigrationos.resolution.comparisons import Dialect
+from immigrationos.resolution.comparisons import COMPARISONS, Dialect
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
     DETERMINISTIC_RULES,
@@ -143,8 +143,10 @@ def train(
     doc = ModelDoc(splink=linker.misc.save_model_to_json(overwrite=True))
     floor_m(doc.splink)
     untrained = neutralise_untrained(doc.splink)
+    once = counted_once(doc.splink)
     doc.training = {
         "untrained_levels": untrained,
+        "counted_once": once,
         "records": features.num_rows,
         "sampled_records": sample.num_rows,
         "em_rules": list(EM_RULES),
@@ -173,6 +175,20 @@ def floor_m(settings: dict[str, Any]) -> None:
             m = level.get("m_probability")
             if m is not None and not level.get("is_null_level"):
                 level["m_probability"] = max(float(m), M_FLOOR)
+
+
+def counted_once(settings: dict[str, Any]) -> list[str]:
+    """Levels that see an event another comparison already weighs (``Level.counted_in``)
+    weigh nothing: m is set to u. Names swapped is one event that both name comparisons
+    see; counted twice, it weighed more than exact given and family names together
+    (18.7 against 14.4) and linked namesakes written in swapped order."""
+    names = []
+    for comparison, stored in zip(COMPARISONS, settings["comparisons"], strict=True):
+        for level, entry in zip(comparison.levels, stored["comparison_levels"], strict=True):
+            if level.counted_in and entry.get("u_probability") is not None:
+                entry["m_probability"] = entry["u_probability"]
+                names.append(f"{comparison.name}: {level.label} (in {level.counted_in})")
+    return names
 
 
 def neutralise_untrained(settings: dict[str, Any]) -> list[str]:

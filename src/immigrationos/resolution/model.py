@@ -75,8 +75,9 @@ DETERMINISTIC_RULES = (
     "l.given = r.given AND l.family = r.family AND l.dob = r.dob",
 )
 DEFAULT_LINK_WEIGHT = 6.0
-"""Pairs at or above this weight link automatically (probability about 0.985; chosen on
-synthetic worlds, see docs/resolution.md)."""
+"""Pairs at or above this weight link automatically (probability about 0.985), when the groups
+they would join do not disagree on what a person has one of (clustering's trait check);
+chosen on synthetic worlds, see docs/resolution.md."""
 DEFAULT_REVIEW_WEIGHT = 0.0
 """Pairs from here up to the link weight wait for a human decision."""
 
@@ -284,6 +285,11 @@ class Parameters:
         self._weight_table = np.zeros((len(COMPARISONS), self._width))
         for i, weights in enumerate(self.weights):
             self._weight_table[i, : len(weights)] = weights
+
+    def different_weight(self, comparison: str) -> float:
+        """The weight of ``comparison``'s last level ('different': no earlier level held)."""
+        i = next(n for n, c in enumerate(COMPARISONS) if c.name == comparison)
+        return self.weights[i][-1]
 
     def contribution(self, i: int, level: int, adjustment: float = 0.0) -> Contribution:
         """Comparison ``i`` at ``level``, with a term-frequency adjustment (the ones without

@@ -29,7 +29,8 @@ from immigrationos.gateway.core import Gateway
 from immigrationos.lifecycle.models import Document, EnforcementCase
 from immigrationos.persons.models import Person, RecordLink
 from immigrationos.resolution import linking, records
-from immigrationos.resolution.cluster import Clustering, IdPlan, cluster, plan_ids
+from immigrationos.resolution.cluster import Clustering, IdPlan, Traits, cluster, plan_ids
+from immigrationos.resolution.comparisons import TRAITS
 from immigrationos.resolution.golden import corrected, golden_record, person_columns
 from immigrationos.resolution.model import ModelDoc, Parameters, probability, term_frequencies
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel, ResolutionRun
@@ -94,9 +95,32 @@ def resolve_table(
         must_link or [],
         cannot_link or [],
         held,
+        traits_of(feats, doc),
     )
     timings["cluster"] = time.perf_counter() - started - sum(timings.values())
     return Resolved(feats, pairs, clustering, timings, doc)
+
+
+def traits_of(feats: pa.Table, doc: ModelDoc) -> Traits:
+    """Each record's values of what a person has one of (:data:`TRAITS`), for clustering to
+    check whole groups before joining them, weighed as the model weighs a disagreement
+    (traits whose disagreement weighs nothing, untrained ones, are left out)."""
+    params = Parameters(doc)
+    used = [(name, column, params.different_weight(name)) for name, column in TRAITS]
+    used = [t for t in used if t[2] < 0]
+    defaulted = feats.column("dob_default").to_pylist()
+    columns = []
+    for _, column, _ in used:
+        values = feats.column(column).to_pylist()
+        if column == "dob":
+            values = [None if d else v for v, d in zip(values, defaulted, strict=True)]
+        columns.append([v or None for v in values])
+    ids = feats.column("unique_id").to_pylist()
+    return Traits(
+        names=tuple(name for name, _, _ in used),
+        weights=tuple(weight for _, _, weight in used),
+        values=dict(zip(ids, zip(*columns, strict=True), strict=True)),
+    )
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -541,9 +565,15 @@ class _Writer:
         rights = pairs.column("unique_id_r").to_pylist()
         weights = pairs.column("match_weight").to_pylist()
         held = self.resolved.clustering.held
+        conflicted = self.resolved.clustering.conflicted
         candidates = {}
         for i, (a, b, w) in enumerate(zip(lefts, rights, weights, strict=True)):
-            decided = w >= self.doc.link_weight and a not in held and b not in held
+            decided = (
+                w >= self.doc.link_weight
+                and a not in held
+                and b not in held
+                and (a, b) not in conflicted
+            )
             if decided or person_of.get(a) == person_of.get(b):
                 continue
             key = content_id("rev", *sorted((a, b)))
@@ -881,7 +911,9 @@ def reresolve(gateway: Gateway, person_ids: Iterable[str], *, reason: str) -> Ru
         strict=True,
     )
     members = feats.column("unique_id").to_pylist()
-    clustering = cluster(members, edges, doc.link_weight, must, cannot, excluded.held)
+    clustering = cluster(
+        members, edges, doc.link_weight, must, cannot, excluded.held, traits_of(feats, doc)
+    )
     previous = {r: current[r] for r in members}
     plan = plan_ids(clustering.members(), previous, _ids(gateway, select(Person.id), Person))
     run_id = new_id("idx")
