@@ -51,7 +51,7 @@ def test_new_ids_never_reuse_a_taken_id() -> None:
 
 def _traits(values: dict[str, tuple[str | None, str | None]]) -> Traits:
     """Two traits: an A-number (a disagreement weighs -7) and a birth date (-9)."""
-    return Traits(names=("a_number", "birth_date"), weights=(-7.0, -9.0), values=values)
+    return Traits(weights=(-7.0, -9.0), values=values)
 
 
 def test_groups_that_disagree_on_a_trait_do_not_join_through_a_record_lacking_it() -> None:
@@ -90,10 +90,11 @@ def test_a_strong_pair_outweighs_a_group_disagreement() -> None:
 
 
 def test_groups_sharing_one_of_several_values_agree() -> None:
-    # A group holding two birth dates (a typo) agrees with a record holding either.
-    values = {"m": (None, "1980-01-02"), "n": (None, "1980-02-01"), "o": ("A1", "1980-02-01"),
-              "z": ("A1", None)}  # fmt: skip
-    edges = [("m", "n", 15.0), ("z", "m", 5.0), ("n", "o", 14.0)]
+    # A group holding two birth dates (a typo) agrees with a record holding either: "k"
+    # (no birth date) joins "o" at 5, which a disagreement (-9) would bring below 3.
+    values = {"m": (None, "1980-01-02"), "n": (None, "1980-02-01"), "k": (None, None),
+              "o": ("A1", "1980-02-01")}  # fmt: skip
+    edges = [("m", "n", 15.0), ("m", "k", 14.0), ("k", "o", 5.0)]
     checked = cluster(list(values), edges, 3.0, traits=_traits(values))
     assert len(set(checked.cluster_of.values())) == 1 and not checked.conflicted
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from immigrationos.core.ids import content_id
 
@@ -36,8 +35,8 @@ Held = tuple[str | frozenset[str] | None, ...]
 class Traits:
     """What a person has one of, per record, and what a disagreement weighs.
 
-    ``values[record]`` holds the record's value of each trait (aligned with ``names`` and
-    ``weights``; ``None`` where the record lacks it); ``weights`` are the model's weights of
+    ``values[record]`` holds the record's value of each trait (aligned with ``weights``;
+    ``None`` where the record lacks it); ``weights`` are the model's weights of
     each trait's comparison at its 'different' level (negative). When two groups are about
     to join, a trait that both groups hold but with no value in common counts against the
     joining pair with that weight, unless both records of the pair hold it (the pair's own
@@ -45,7 +44,6 @@ class Traits:
     records carried their groups' values.
     """
 
-    names: tuple[str, ...]
     weights: tuple[float, ...]
     values: Mapping[str, Held]
 
@@ -69,7 +67,9 @@ def _apart(x: str | frozenset[str], y: str | frozenset[str]) -> bool:
     return y not in x if isinstance(y, str) else x.isdisjoint(y)
 
 
-def _union(x: str | frozenset[str] | None, y: str | frozenset[str] | None) -> Any:
+def _union(
+    x: str | frozenset[str] | None, y: str | frozenset[str] | None
+) -> str | frozenset[str] | None:
     if x is None or x == y:
         return y
     if y is None:

@@ -117,7 +117,6 @@ def traits_of(feats: pa.Table, doc: ModelDoc) -> Traits:
         columns.append([v or None for v in values])
     ids = feats.column("unique_id").to_pylist()
     return Traits(
-        names=tuple(name for name, _, _ in used),
         weights=tuple(weight for _, _, weight in used),
         values=dict(zip(ids, zip(*columns, strict=True), strict=True)),
     )
