@@ -138,6 +138,26 @@ def test_names_swapped_count_once() -> None:
     level = next(x for x in family["comparison_levels"] if "swapped" in x["label_for_charts"])
     level["m_probability"] = 0.034
     assert linking.counted_once(untrained) == [
-        "family_name: given and surname swapped (in given_name)"
+        "family_name: given and surname swapped (in given_name)",
+        "nationality: exact (in the names)",
+        "sex: exact (in the names)",
     ]
     assert math.isclose(level["m_probability"], level["u_probability"])
+
+
+def test_nationality_and_sex_agreeing_add_nothing_to_agreeing_names() -> None:
+    """Names that agree already say the culture and the sex: nationality and sex agreeing
+    weigh nothing in the shipped model; disagreeing still weighs strongly against."""
+    from immigrationos.resolution.model import Parameters
+    from immigrationos.resolution.service import shipped_model
+
+    params = Parameters(shipped_model())
+    row = {"given_name": "Wei", "family_name": "Zhang", "nationality": "CHN", "sex": "M"}
+    left = feature_row({"unique_id": "l", **row})
+    same = feature_row({"unique_id": "s", **row})
+    other = feature_row({"unique_id": "o", **row, "nationality": "TWN", "sex": "F"})
+    agreed = {c.comparison: c for c in params.score(left, same, {}).contributions}
+    differ = {c.comparison: c for c in params.score(left, other, {}).contributions}
+    for name in ("nationality", "sex"):
+        assert agreed[name].level == "exact" and agreed[name].weight == 0.0
+        assert differ[name].level == "different" and differ[name].weight < -5

@@ -43,6 +43,7 @@ from immigrationos.departures.events import LandExit, Manifest, SelfReport
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import RecordLink
 from immigrationos.resolution import records
+from immigrationos.resolution.held_apart import held_back
 from immigrationos.resolution.incremental import DocumentHolder, LinkDecision, LinkIndex, Ranking
 from immigrationos.resolution.models import ResolutionRun
 from immigrationos.sources.models import SourceRecord
@@ -202,10 +203,11 @@ class Matcher:
         if decision.band == "linked" and weight >= self.verify_weight:
             band = "verified"
         elif decision.band == "linked":
+            parts = decision.explanation.get("contributions", [])
             reason = (
                 f"the best person's weight {weight:.1f} is below the departure matcher's "
                 f"verification weight {self.verify_weight:.1f}"
-            )
+            ) + held_back(str(c.get("comparison", "")) for c in parts)
         return MatchResult(
             band,
             decision.person_id,

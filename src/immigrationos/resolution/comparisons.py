@@ -606,9 +606,12 @@ class Level:
     is_null: bool = False
     tf: str | None = None
     counted_in: str | None = None
-    """The comparison whose level weighs this same event (names swapped is one event that
-    both name comparisons see): this level then weighs nothing (m set to u after training),
-    so the event is not counted twice."""
+    """What already weighs this same event: this level then weighs nothing (m set to u after
+    training), so the event is not counted twice. Names swapped is one event that both name
+    comparisons see; nationality and sex agreeing are implied by names that agree (a culture's
+    names, a given name's sex): among the pairs blocking puts forward, non-matches agree on
+    them 94 % and 99.7 % of the time, not the 3 % and 50 % of random pairs that their u
+    comes from (docs/resolution.md)."""
 
 
 @dataclass(frozen=True)
@@ -713,12 +716,9 @@ def _else(label: str = "different") -> Level:
     return Level(label, None)
 
 
-def _identifier(name: str, col: str, description: str) -> Comparison:
-    return Comparison(
-        name,
-        description,
-        (_null(col, f"{name} missing"), Level("exact", Eq(col)), _else()),
-    )
+def _identifier(name: str, col: str, description: str, agreed_in: str | None = None) -> Comparison:
+    exact = Level("exact", Eq(col), counted_in=agreed_in)
+    return Comparison(name, description, (_null(col, f"{name} missing"), exact, _else()))
 
 
 GIVEN = Comparison(
@@ -811,8 +811,19 @@ COMPARISONS: tuple[Comparison, ...] = (
             _else(),
         ),
     ),
-    _identifier("nationality", "nationality", "Nationality (an immigration fact): exact."),
-    _identifier("sex", "sex", "Sex: exact."),
+    _identifier(
+        "nationality",
+        "nationality",
+        "Nationality (an immigration fact): exact (weighs "
+        "nothing: the names already say it), or different.",
+        agreed_in="the names",
+    ),
+    _identifier(
+        "sex",
+        "sex",
+        "Sex: exact (weighs nothing: the given name already says it), or different.",
+        agreed_in="the names",
+    ),
 )
 
 

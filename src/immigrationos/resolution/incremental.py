@@ -12,6 +12,9 @@ from the database (the service persists what :meth:`LinkIndex.link` decides):
   all candidates of a record at once over the index's columns as arrays
   (:mod:`~immigrationos.resolution.columns`), or, for up to :data:`PAIRWISE` candidates,
   pair by pair on rows read back from those columns (both give the same weights to the bit);
+- a pair whose record lacks a trait the new record holds (an A-number, say) is weighed
+  against the person's other records too, as clustering weighs two groups
+  (:mod:`~immigrationos.resolution.held_apart`);
 - the pairs are aggregated per person (the best pair speaks for the person) and banded:
   linked, review (including a possible merge of two persons, never done automatically), or
   new, with a fresh id from :func:`~immigrationos.resolution.cluster.new_person_id`.
@@ -42,6 +45,7 @@ import pyarrow.compute as pc
 from immigrationos.resolution.cluster import new_person_id
 from immigrationos.resolution.columns import Candidates, FeatureColumns, column_hashes, value_hash
 from immigrationos.resolution.comparisons import Lefts, ranges
+from immigrationos.resolution.held_apart import GroupCheck, HeldApart, Pairs, held_back
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
     EachScore,
@@ -414,6 +418,7 @@ class LinkIndex:
         self._documents: _Block | None = None
         self._columns: dict[str, list[Any]] | None = None
         self.features = FeatureColumns(table)
+        self._group = GroupCheck(self.params, self.features, person_codes, table.num_rows)
 
     def materialize(self) -> None:
         """Hold the :data:`HOLDER_COLUMNS` as Python lists, so reading a document holder or
@@ -464,7 +469,7 @@ class LinkIndex:
         """Bytes held in arrays (features, blocking keys, record ids; not Python objects)."""
         arrays = self._uid_keys.nbytes + self._uid_rows.nbytes + self._codes.nbytes
         return int(self._table.nbytes + arrays + sum(b.nbytes for b in self._blocks)
-                   + self.features.nbytes)  # fmt: skip
+                   + self.features.nbytes + self._group.nbytes)  # fmt: skip
 
     def row_of(self, unique_id: str) -> int | None:
         """The row number of a record, or None if it is not in the index."""
@@ -656,7 +661,9 @@ class LinkIndex:
             return self._rank_few(row, rows, leaders)
         scores = self.params.score_many(row, Candidates(self.features, rows), self.tf)
         codes = self._codes[rows]
-        weights = scores.weights
+        among = Pairs([row], np.zeros(len(rows), np.intp), rows, codes)
+        held = self._group.check(among, scores.weights, self.doc.review_weight)
+        weights = scores.weights if held is None else scores.weights + held.penalty
         order = np.lexsort((-weights, codes))  # stable: equal weights keep row order
         ordered = codes[order]
         first = np.ones(len(order), dtype=np.bool_)
@@ -672,7 +679,7 @@ class LinkIndex:
         chosen = sorted(tied.tolist(), key=lambda j: (-best_weights[j], person[codes[best[j]]]))
         chosen = chosen[:named]
         pairs = [int(best[j]) for j in chosen]
-        named_ones = [self._candidate(scores, rows, pairs[0])] + [
+        named_ones = [self._candidate(scores, rows, pairs[0], held=held)] + [
             self._candidate(scores, rows, pair, float(weights[pair])) for pair in pairs[1:]
         ]
         return Ranking(ranked, named_ones, len(rows))
@@ -690,8 +697,10 @@ class LinkIndex:
         scores = self.params.score_pairs(
             Lefts(rows, of, value_hash), Candidates(self.features, numbers), self.tf
         )
-        weights = scores.weights
         codes = self._codes[numbers]
+        among = Pairs(rows, of, numbers, codes)
+        held = self._group.check(among, scores.weights, self.doc.review_weight)
+        weights = scores.weights if held is None else scores.weights + held.penalty
         # Each record's pairs by person, best first (equal weights keep pair order).
         order = np.lexsort((-weights, codes, of))
         first = np.ones(len(order), dtype=np.bool_)
@@ -722,7 +731,7 @@ class LinkIndex:
                 key=lambda item: (-item[0], person[code_of[item[1]]]),
             )[:leaders]
             top_pair = tied[0][1]
-            named_ones = [self._candidate(scores, numbers, top_pair)] + [
+            named_ones = [self._candidate(scores, numbers, top_pair, held=held)] + [
                 self._candidate(scores, numbers, pair, weight) for weight, pair in tied[1:]
             ]
             out.append(Ranking(ranked[lo:hi], named_ones, pair_counts[i]))
@@ -754,6 +763,10 @@ class LinkIndex:
         mine = self.features.stored(row)
         scores = EachScore([self.params.score(mine, r, self.tf) for r in self.features.rows(rows)])
         weights = [s.match_weight for s in scores.scores]
+        among = Pairs([row], np.zeros(len(rows), np.intp), rows, self._codes[rows])
+        held = self._group.check(among, np.array(weights), self.doc.review_weight)
+        if held is not None:
+            weights = [w + p for w, p in zip(weights, held.penalty.tolist(), strict=True)]
         best: dict[int, int] = {}
         for pair, number in enumerate(rows.tolist()):
             code = self._code(number)
@@ -763,16 +776,30 @@ class LinkIndex:
         named = [pair for _, pair in order[:leaders]]
         return Ranking(
             np.array([weights[pair] for _, pair in order], dtype=np.float64),
-            [self._candidate(scores, rows, pair, weights[pair] if n else None)
+            [self._candidate(scores, rows, pair, weights[pair] if n else None, held)
              for n, pair in enumerate(named)],
             len(rows),
         )  # fmt: skip
 
     def _candidate(
-        self, scores: PairScores | EachScore, rows: Rows, pair: int, weight: float | None = None
+        self,
+        scores: PairScores | EachScore,
+        rows: Rows,
+        pair: int,
+        weight: float | None = None,
+        held: HeldApart | None = None,
     ) -> Candidate:
-        """The pair's candidate; with ``weight``, its score without contributions."""
-        score = scores.score(pair) if weight is None else Score(weight, ())
+        """The pair's candidate; with ``weight`` (the group check's already in it), its score
+        without contributions; else with them, and with the traits ``held`` apart, if any."""
+        if weight is not None:
+            score = Score(weight, ())
+        else:
+            score = scores.score(pair)
+            traits = held.traits.get(pair) if held is not None else None
+            if traits:
+                assert held is not None
+                penalised = score.match_weight + float(held.penalty[pair])
+                score = self._group.applied(score, traits, penalised)
         person = self._persons[self._code(int(rows[pair]))]
         return Candidate(person, self._record_id(int(rows[pair])), score)
 
@@ -809,6 +836,7 @@ class LinkIndex:
             more = np.zeros(number // 4 + 1024, dtype=self._codes.dtype)
             self._codes = np.concatenate([self._codes, more])
         self._codes[number] = self._person_code(person_id)
+        self._group.add(number, int(self._codes[number]))
         for probe, block in zip(self.probes, self._blocks, strict=True):
             values = [stored.get(c) for c in probe.indexed]
             if all(v is not None for v in values):
@@ -849,6 +877,8 @@ def _uid_index(column: pa.ChunkedArray) -> tuple[SortedKeys, Rows]:
 
 def _explain(reason: str, ranked: Ranking, skipped: list[str], timer: _Timer) -> dict[str, Any]:
     top = ranked.top
+    if top:
+        reason += held_back(c.comparison for c in top.score.contributions)
     return {
         "reason": reason,
         "partner_record_id": top.record_id if top else None,

@@ -24,6 +24,7 @@ import pyarrow as pa
 from immigrationos.core.ids import content_id
 from immigrationos.resolution.comparisons import (
     COMPARISONS,
+    TRAITS,
     Columns,
     Comparison,
     Dialect,
@@ -74,12 +75,12 @@ DETERMINISTIC_RULES = (
     "l.passport_no = r.passport_no AND l.dob = r.dob",
     "l.given = r.given AND l.family = r.family AND l.dob = r.dob",
 )
-DEFAULT_LINK_WEIGHT = 6.0
-"""Pairs at or above this weight link automatically (probability about 0.985), when the groups
+DEFAULT_LINK_WEIGHT = 5.0
+"""Pairs at or above this weight link automatically (probability about 0.97), when the groups
 they would join do not disagree on what a person has one of (clustering's trait check);
 chosen on synthetic worlds, see docs/resolution.md."""
-DEFAULT_REVIEW_WEIGHT = 0.0
-"""Pairs from here up to the link weight wait for a human decision."""
+DEFAULT_REVIEW_WEIGHT = -2.0
+"""Pairs from here (probability about 0.2) up to the link weight wait for a human decision."""
 
 
 def splink_settings(dialect: Dialect = "duckdb") -> dict[str, Any]:
@@ -290,6 +291,14 @@ class Parameters:
         """The weight of ``comparison``'s last level ('different': no earlier level held)."""
         i = next(n for n, c in enumerate(COMPARISONS) if c.name == comparison)
         return self.weights[i][-1]
+
+    def traits(self) -> list[tuple[str, str, float]]:
+        """(comparison, feature column, weight of its 'different' level) of each of
+        :data:`TRAITS` whose disagreement weighs against a match (untrained ones weigh
+        nothing and are left out): what clustering and incremental linking check whole
+        persons on."""
+        weighed = [(name, column, self.different_weight(name)) for name, column in TRAITS]
+        return [t for t in weighed if t[2] < 0]
 
     def contribution(self, i: int, level: int, adjustment: float = 0.0) -> Contribution:
         """Comparison ``i`` at ``level``, with a term-frequency adjustment (the ones without

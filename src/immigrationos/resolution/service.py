@@ -30,7 +30,6 @@ from immigrationos.lifecycle.models import Document, EnforcementCase
 from immigrationos.persons.models import Person, RecordLink
 from immigrationos.resolution import linking, records
 from immigrationos.resolution.cluster import Clustering, IdPlan, Traits, cluster, plan_ids
-from immigrationos.resolution.comparisons import TRAITS
 from immigrationos.resolution.golden import corrected, golden_record, person_columns
 from immigrationos.resolution.model import ModelDoc, Parameters, probability, term_frequencies
 from immigrationos.resolution.models import MatchReview, PersonEvent, ResolutionModel, ResolutionRun
@@ -102,12 +101,10 @@ def resolve_table(
 
 
 def traits_of(feats: pa.Table, doc: ModelDoc) -> Traits:
-    """Each record's values of what a person has one of (:data:`TRAITS`), for clustering to
-    check whole groups before joining them, weighed as the model weighs a disagreement
-    (traits whose disagreement weighs nothing, untrained ones, are left out)."""
-    params = Parameters(doc)
-    used = [(name, column, params.different_weight(name)) for name, column in TRAITS]
-    used = [t for t in used if t[2] < 0]
+    """Each record's values of what a person has one of (:meth:`Parameters.traits`), for
+    clustering to check whole groups before joining them, weighed as the model weighs a
+    disagreement."""
+    used = Parameters(doc).traits()
     defaulted = feats.column("dob_default").to_pylist()
     columns = []
     for _, column, _ in used:
