@@ -3,6 +3,7 @@ incremental linker runs): checked on generated pairs by evaluating the SQL in Du
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import duckdb
@@ -116,7 +117,6 @@ def test_names_swapped_count_once() -> None:
     surname's level is set to weigh nothing after training), so a swapped pair does not
     outweigh one whose given and family names are both exact."""
     import copy
-    import math
 
     from immigrationos.resolution import linking
     from immigrationos.resolution.model import Parameters
@@ -161,3 +161,44 @@ def test_nationality_and_sex_agreeing_add_nothing_to_agreeing_names() -> None:
     for name in ("nationality", "sex"):
         assert agreed[name].level == "exact" and agreed[name].weight == 0.0
         assert differ[name].level == "different" and differ[name].weight < -5
+
+
+def test_u_leaves_out_the_matching_pairs_among_random_pairs() -> None:
+    """u comes from random pairs, some of which match: the expected matches (the prior times
+    m) are taken out, so a rare level's weight rises, a common one's barely moves, and no u
+    leaves [one sampled pair, 1]."""
+    from immigrationos.resolution import linking
+
+    def level(label: str, m: float | None, u: float | None, null: bool = False) -> dict[str, Any]:
+        return {"label_for_charts": label, "m_probability": m, "u_probability": u,
+                "is_null_level": null}  # fmt: skip
+
+    levels = [
+        level("missing", None, None, null=True),
+        level("exact", 0.9, 1.8e-4),  # half the random pairs at this level match
+        level("close", 0.05, 0.01),
+        level("swapped", 0.5, 1e-5),  # sampling noise: fewer than the expected matches
+        level("different", 0.05, 1.0),
+    ]
+    settings = {
+        "probability_two_random_records_match": 1e-4,
+        "comparisons": [{"output_column_name": "birth_date", "comparison_levels": levels}],
+    }
+    changed = linking.u_without_matches(settings, pairs=1e6)
+    assert changed == {"birth_date: exact": 1.0, "birth_date: swapped": 3.32}
+    assert math.isclose(levels[1]["u_probability"], 0.9e-4 / (1 - 1e-4))
+    assert math.isclose(levels[2]["u_probability"], (0.01 - 5e-6) / (1 - 1e-4))
+    assert levels[3]["u_probability"] == 1e-6  # one pair of the sample, not zero or below
+    assert levels[4]["u_probability"] == 1.0
+    assert levels[0]["u_probability"] is None
+
+
+def test_shipped_model_has_its_matches_taken_out_of_u() -> None:
+    """The shipped model was adjusted as training now does: an exact birth date, A-number
+    and passport weigh what random pairs of distinct persons say."""
+    from immigrationos.resolution.service import shipped_model
+
+    training = shipped_model().training
+    gained = training["u_without_matches"]
+    assert gained["birth_date: exact"] > 0.5 and gained["a_number: exact"] > 0.5
+    assert training["adjusted_from"] == "pm-8469725c42e06a27"

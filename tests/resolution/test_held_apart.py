@@ -143,8 +143,8 @@ def test_batches_decide_as_one_at_a_time() -> None:
 
 def test_the_departure_matcher_says_why_it_did_not_verify() -> None:
     """A departure naming another passport than the person's, matched through a record with
-    none (the certificate): linked, but held below the verify weight by the group check,
-    and the reason says so."""
+    none (the certificate; the surname with a typo): linked, but held below the verify
+    weight by the group check, and the reason says so."""
     from datetime import UTC, datetime
 
     from immigrationos.departures.events import read_event
@@ -157,7 +157,7 @@ def test_the_departure_matcher_says_why_it_did_not_verify() -> None:
     matcher = Matcher(index, "test", datetime.now(UTC))
     event = read_event(
         {"event_id": "EV1", "channel": "land_exit", "occurred_at": "2026-10-01T12:00:00Z",
-         "port": "Laredo", "given_name": "Maria", "family_name": "Lopez",
+         "port": "Laredo", "given_name": "Maria", "family_name": "Lopes",
          "birth_date": "1980-05-05", "document_no": "M2222222", "document_country": "MEX"}
     )  # fmt: skip
     result = matcher.match(event, "departures:EV1")

@@ -75,8 +75,8 @@ DETERMINISTIC_RULES = (
     "l.passport_no = r.passport_no AND l.dob = r.dob",
     "l.given = r.given AND l.family = r.family AND l.dob = r.dob",
 )
-DEFAULT_LINK_WEIGHT = 5.0
-"""Pairs at or above this weight link automatically (probability about 0.97), when the groups
+DEFAULT_LINK_WEIGHT = 6.0
+"""Pairs at or above this weight link automatically (probability about 0.985), when the groups
 they would join do not disagree on what a person has one of (clustering's trait check);
 chosen on synthetic worlds, see docs/resolution.md."""
 DEFAULT_REVIEW_WEIGHT = -2.0
