@@ -165,8 +165,9 @@ def test_nationality_and_sex_agreeing_add_nothing_to_agreeing_names() -> None:
 
 def test_u_leaves_out_the_matching_pairs_among_random_pairs() -> None:
     """u comes from random pairs, some of which match: the expected matches (the prior times
-    m) are taken out, so a rare level's weight rises, a common one's barely moves, and no u
-    leaves [one sampled pair, 1]."""
+    m) are taken out, so a rare level's weight rises and a common one's barely moves; no u
+    leaves [one sampled pair, 1], and no level gains more than three bits (on a small input
+    what is left of u would hang on the prior's own estimate)."""
     from immigrationos.resolution import linking
 
     def level(label: str, m: float | None, u: float | None, null: bool = False) -> dict[str, Any]:
@@ -177,7 +178,8 @@ def test_u_leaves_out_the_matching_pairs_among_random_pairs() -> None:
         level("missing", None, None, null=True),
         level("exact", 0.9, 1.8e-4),  # half the random pairs at this level match
         level("close", 0.05, 0.01),
-        level("swapped", 0.5, 1e-5),  # sampling noise: fewer than the expected matches
+        level("swapped", 0.5, 1e-5),  # fewer than the expected matches: three bits at most
+        level("rarest", 0.5, 2e-6),  # not below one pair of the sample
         level("different", 0.05, 1.0),
     ]
     settings = {
@@ -185,11 +187,13 @@ def test_u_leaves_out_the_matching_pairs_among_random_pairs() -> None:
         "comparisons": [{"output_column_name": "birth_date", "comparison_levels": levels}],
     }
     changed = linking.u_without_matches(settings, pairs=1e6)
-    assert changed == {"birth_date: exact": 1.0, "birth_date: swapped": 3.32}
+    assert changed == {"birth_date: exact": 1.0, "birth_date: swapped": 3.0,
+                       "birth_date: rarest": 1.0}  # fmt: skip
     assert math.isclose(levels[1]["u_probability"], 0.9e-4 / (1 - 1e-4))
     assert math.isclose(levels[2]["u_probability"], (0.01 - 5e-6) / (1 - 1e-4))
-    assert levels[3]["u_probability"] == 1e-6  # one pair of the sample, not zero or below
-    assert levels[4]["u_probability"] == 1.0
+    assert math.isclose(levels[3]["u_probability"], 1e-5 / 8)
+    assert levels[4]["u_probability"] == 1e-6
+    assert levels[5]["u_probability"] == 1.0
     assert levels[0]["u_probability"] is None
 
 
