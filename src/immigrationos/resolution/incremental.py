@@ -795,9 +795,7 @@ class LinkIndex:
             score = Score(weight, ())
         else:
             score = scores.score(pair)
-            traits = held.traits.get(pair) if held is not None else None
-            if traits:
-                assert held is not None
+            if held is not None and (traits := held.traits.get(pair)):
                 penalised = score.match_weight + float(held.penalty[pair])
                 score = self._group.applied(score, traits, penalised)
         person = self._persons[self._code(int(rows[pair]))]
