@@ -3,6 +3,7 @@ truth, exactly-once effects, dead letters, self-report confirmation, review deci
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
 from typing import Any
@@ -19,7 +20,13 @@ from immigrationos.core.errors import ValidationFailed
 from immigrationos.departures.accuracy import score, stands_for, truth_of
 from immigrationos.departures.models import DeadLetter, Departure, InboxEntry
 from immigrationos.departures.replay import replay
-from immigrationos.departures.service import Outcome, Processor, decide_review, received
+from immigrationos.departures.service import (
+    Outcome,
+    Processor,
+    build_matcher,
+    decide_review,
+    received,
+)
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
@@ -225,3 +232,26 @@ def test_the_replay_paces_and_reports(processor: Processor, departure_world: Wor
     assert report.events == 40
     assert sum(report.statuses.values()) == 40
     assert report.seconds >= 39 / 400
+
+
+def test_a_long_lived_processor_keeps_its_index_out_of_the_collector(world_store: Runtime) -> None:
+    """A service's processor (consumer, API) freezes its matcher's index out of the garbage
+    collector's generations, so a full collection does not walk it; a rebuild frees the old
+    one (its objects unfrozen, collected) and freezes the new one."""
+
+    def tracked(obj: object) -> bool:  # in a generation the collector scans
+        return any(o is obj for o in gc.get_objects())
+
+    plain = Processor(world_store, "replay", build_matcher(world_store))
+    assert tracked(plain.matcher.index._persons)
+    try:
+        service = Processor(world_store, "http", build_matcher(world_store), long_lived=True)
+        persons = service.matcher.index._persons
+        assert gc.isenabled() and gc.get_freeze_count() > 0 and not tracked(persons)
+        service.checked = -1e9  # due for its check; the index version changed meanwhile
+        service.matcher.index_version = "an earlier run"
+        assert service.keep_current() == "rebuilt"
+        assert service.matcher.index._persons is not persons
+        assert not tracked(service.matcher.index._persons)
+    finally:
+        gc.unfreeze()

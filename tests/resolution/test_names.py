@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from immigrationos.resolution.names import fold, keys, symbols, tokens
 
 
@@ -40,3 +42,28 @@ def test_hassan_and_hussein_sound_alike_but_are_different_names() -> None:
     hassan, hussein = keys("Hassan", "Ali"), keys("Hussein", "Ali")
     assert hassan.given_phonetic == hussein.given_phonetic
     assert not set(hassan.given_symbols) & set(hussein.given_symbols)
+
+
+def test_the_name_caches_stay_out_of_the_collectors_scans() -> None:
+    """The caches of name keys are keyed by strings: a garbage collection untracks them and
+    a new name does not track them again (a cache keyed by tuples was walked whole, a million
+    names after an index build, by each collection)."""
+    from immigrationos.resolution import names, records
+
+    def cache_of(function: object) -> dict[object, object]:
+        return next(
+            o
+            for o in gc.get_referents(function)
+            if isinstance(o, dict) and all(type(v).__name__ == "_lru_list_elem" for v in o.values())
+        )
+
+    for i in range(50):
+        records.feature_row({"unique_id": f"r{i}", "given_name": f"Ana{i}", "family_name": "Ruiz"})
+    gc.collect()
+    records.feature_row({"unique_id": "new", "given_name": "Zoë", "family_name": "de la Cruz",
+                         "middle_name": "María"})  # fmt: skip
+    for function in (records._name_part_of, names._symbols_of):
+        assert len(cache_of(function)) > 1 and not gc.is_tracked(cache_of(function))
+    part = records._name_part("Zoë", "de la Cruz", "María")
+    assert part == records._name_part_of("Zoë\x1fde la Cruz\x1fMaría")
+    assert records._name_part(None, "Ruiz", None)["given"] is None

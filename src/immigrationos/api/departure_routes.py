@@ -53,7 +53,7 @@ def _processor(request: Request) -> service.Processor:
         processor = getattr(request.app.state, "departures", None)
         if processor is None:
             runtime: Runtime = request.app.state.runtime
-            processor = service.Processor(runtime, "http")
+            processor = service.Processor(runtime, "http", long_lived=True)
             request.app.state.departures = processor
         return processor
 

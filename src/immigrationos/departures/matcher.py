@@ -71,6 +71,9 @@ class MatchResult:
     probability: float | None
     explanation: dict[str, Any]
     micros: float = 0.0
+    row: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The event's feature row, as matched (:meth:`Matcher.add` takes it rather than
+    computing it again)."""
 
 
 def raw_record(event: Event, unique_id: str) -> dict[str, Any]:
@@ -127,7 +130,7 @@ class Matcher:
         result = self._by_document(row)
         if result is None:
             result = self._banded(self.index.link_features(row))
-        return _timed(self._unless_held(result), time.perf_counter() - started)
+        return _timed(self._unless_held(result), time.perf_counter() - started, row=row)
 
     def match_many(self, events: Sequence[tuple[Event, str]]) -> list[MatchResult]:
         """:meth:`match` of several events (each with its record's unique id), decided as
@@ -150,8 +153,8 @@ class Matcher:
                 results[i] = self._banded(decision)
         share = (time.perf_counter() - started) / max(len(rows), 1)
         return [
-            _timed(self._unless_held(result), share, len(rows))
-            for result in results
+            _timed(self._unless_held(result), share, len(rows), row)
+            for result, row in zip(results, rows, strict=True)
             if result is not None
         ]
 
@@ -233,11 +236,16 @@ class Matcher:
             {**result.explanation, "reason": reason, "held_record": partner},
         )
 
-    def add(self, unique_id: str, event: Event, person_id: str) -> None:
-        """A departure record now belongs to ``person_id``: the next event sees it."""
+    def add(
+        self, unique_id: str, event: Event, person_id: str, row: dict[str, Any] | None = None
+    ) -> None:
+        """A departure record now belongs to ``person_id``: the next event sees it (``row``:
+        its feature row, when the match computed it under the same ``unique_id``)."""
         if unique_id in self.index:
             return
-        self.index.add(unique_id, records.feature_row(raw_record(event, unique_id)), person_id)
+        if row is None or row.get("unique_id") != unique_id:
+            row = records.feature_row(raw_record(event, unique_id))
+        self.index.add(unique_id, row, person_id)
         self.added.add(unique_id)
 
     def stale(self, gw: Gateway) -> bool:
@@ -268,14 +276,23 @@ class Matcher:
         return len(fresh)
 
 
-def _timed(result: MatchResult, seconds: float, batch: int = 1) -> MatchResult:
-    """``result`` with the time it took (``batch``: the events decided together)."""
+def _timed(
+    result: MatchResult, seconds: float, batch: int = 1, row: dict[str, Any] | None = None
+) -> MatchResult:
+    """``result`` with the time it took (``batch``: the events decided together) and the
+    event's feature ``row``."""
     micros = seconds * 1e6
     explanation = {**result.explanation, "micros": round(micros, 1)}
     if batch > 1:
         explanation["batch"] = batch
     return MatchResult(
-        result.band, result.person_id, result.match_weight, result.probability, explanation, micros
+        result.band,
+        result.person_id,
+        result.match_weight,
+        result.probability,
+        explanation,
+        micros,
+        row,
     )
 
 

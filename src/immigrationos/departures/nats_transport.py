@@ -59,7 +59,13 @@ from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import ValidationFailed
 from immigrationos.core.settings import Settings
 from immigrationos.departures.events import read_event
-from immigrationos.departures.service import SOURCE, Outcome, Processor, Received
+from immigrationos.departures.service import (
+    SOURCE,
+    Outcome,
+    Processor,
+    Received,
+    settle_heap,
+)
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
@@ -568,6 +574,8 @@ def _ready_processor(runtime: Runtime) -> Processor:
     processor = Processor(runtime, TRANSPORT)
     sample = read_event(_WARM_UP)
     processor.matcher.match(sample, "warm-up")
+    processor.long_lived = True
+    settle_heap()  # after the warm-up: the name tables it loaded live as long as the index
     return processor
 
 

@@ -51,7 +51,7 @@ from immigrationos.sources.models import DisclosureRequest, SourceRecord
 from immigrationos.store import bulk
 from immigrationos.store.base import Base, is_personal
 from immigrationos.store.engine import transaction
-from immigrationos.store.sql import one_of
+from immigrationos.store.sql import of_sources
 
 T = TypeVar("T", bound=Base)
 V = TypeVar("V")
@@ -495,7 +495,7 @@ def _scoped(stmt: Select, column: Any, allowed: tuple[str, ...], dialect: str) -
     by_sources = _remembered(_SCOPED, stmt, dict)
     key = (allowed, dialect)
     if key not in by_sources:
-        by_sources[key] = stmt.where(or_(one_of(column, dialect, values=allowed), column.is_(None)))
+        by_sources[key] = stmt.where(of_sources(column, dialect, allowed))
     return by_sources[key]
 
 

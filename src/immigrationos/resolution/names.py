@@ -102,8 +102,16 @@ def tokens(text: str | None) -> tuple[str, ...]:
     return tuple(folded.split())
 
 
-@lru_cache(maxsize=500_000)
 def _symbols(token: str, tag: str) -> tuple[str, ...]:
+    return _symbols_of(f"{tag}:{token}")
+
+
+@lru_cache(maxsize=500_000)
+def _symbols_of(key: str) -> tuple[str, ...]:
+    """Keyed by one string: a cache keyed by tuples is untracked by each garbage collection
+    and tracked again by the next new key, then walked whole by the collector (see
+    ``records._name_part``); one keyed by strings stays untracked."""
+    tag, token = key.split(":", 1)
     part_tag = NamePartTag.GIVEN if tag == "given" else NamePartTag.FAMILY
     names = analyze_names(
         NameTypeTag.PER, [token], part_tags={part_tag: [token]}, consolidate=False, phonetics=False
@@ -134,7 +142,6 @@ def surname_tokens(family: tuple[str, ...]) -> tuple[str, ...]:
     return kept or family
 
 
-@lru_cache(maxsize=1_000_000)
 def keys(given: str | None, family: str | None, middle: str | None = None) -> NameKeys:
     """All matching keys of one record's name.
 

@@ -24,7 +24,6 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date
-from functools import lru_cache
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -55,13 +54,28 @@ def _json(value: Any) -> Any:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-@lru_cache(maxsize=65536)  # a chunk's rows share a handful of distinct times
+#: Times already written (a chunk's rows share a handful of distinct times), by the time
+#: itself: a dict of datetimes and strings, which the garbage collector never follows (an
+#: ``lru_cache`` keys by tuples, which made the collector walk its 65,536 entries again
+#: after each new time).
+_SQLITE_TIMES: dict[Any, str] = {}
+_SQLITE_TIMES_KEPT = 65_536
+
+
 def _sqlite_time(value: Any) -> Any:
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given where a timezone-aware UTC time is required")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    text = _SQLITE_TIMES.get(value)
+    if text is None:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware UTC time is required")
+        # SQLAlchemy's SQLite format, "YYYY-MM-DD HH:MM:SS.ffffff": ISO's, less the offset
+        # (a third of strftime's cost, and zero-padded years as SQLAlchemy writes them).
+        text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+        if len(_SQLITE_TIMES) >= _SQLITE_TIMES_KEPT:
+            _SQLITE_TIMES.clear()
+        _SQLITE_TIMES[value] = text
+    return text
 
 
 def _pg_time(value: Any) -> Any:
