@@ -497,6 +497,9 @@ def nats_row(
         # The index is the truth, in memory; the store holds no person index to refresh it
         # from, and its check would find it "stale" (no resolution run) and rebuild it empty.
         processor.checked = math.inf
+        # As a service's processor: what the matcher adds is moved out of the garbage
+        # collector as it accumulates (the index itself was frozen when built).
+        processor.long_lived = True
         run = asyncio.run(through_nats(processor, lines, rate, folder, name))
     finally:
         rt.close()

@@ -17,6 +17,7 @@ from immigrationos.accounts.models import User
 from immigrationos.accounts.service import actor_of
 from immigrationos.audit.chain import verify
 from immigrationos.core.errors import ValidationFailed
+from immigrationos.departures import service as service_module
 from immigrationos.departures.accuracy import score, stands_for, truth_of
 from immigrationos.departures.models import DeadLetter, Departure, InboxEntry
 from immigrationos.departures.replay import replay
@@ -234,10 +235,13 @@ def test_the_replay_paces_and_reports(processor: Processor, departure_world: Wor
     assert report.seconds >= 39 / 400
 
 
-def test_a_long_lived_processor_keeps_its_index_out_of_the_collector(world_store: Runtime) -> None:
+def test_a_long_lived_processor_keeps_its_index_out_of_the_collector(
+    world_store: Runtime, departure_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A service's processor (consumer, API) freezes its matcher's index out of the garbage
-    collector's generations, so a full collection does not walk it; a rebuild frees the old
-    one (its objects unfrozen, collected) and freezes the new one."""
+    collector's generations, so a full collection does not walk it, and what the matcher
+    adds once there are :data:`SETTLE_AFTER` more records; a rebuild frees the old index
+    (its objects unfrozen, collected) and freezes the new one."""
 
     def tracked(obj: object) -> bool:  # in a generation the collector scans
         return any(o is obj for o in gc.get_objects())
@@ -248,6 +252,12 @@ def test_a_long_lived_processor_keeps_its_index_out_of_the_collector(world_store
         service = Processor(world_store, "http", build_matcher(world_store), long_lived=True)
         persons = service.matcher.index._persons
         assert gc.isenabled() and gc.get_freeze_count() > 0 and not tracked(persons)
+        monkeypatch.setattr(service_module, "SETTLE_AFTER", 1)
+        before = len(service.matcher.index)
+        service.process([received(line) for line in departure_world.lines()[:300]])
+        added = service.matcher.index._added_rows
+        assert len(service.matcher.index) > before and service.settled == before + len(added)
+        assert added and not tracked(added[-1]) and not tracked(added[-1]["given_tokens"])
         service.checked = -1e9  # due for its check; the index version changed meanwhile
         service.matcher.index_version = "an earlier run"
         assert service.keep_current() == "rebuilt"

@@ -64,7 +64,6 @@ from immigrationos.departures.service import (
     Outcome,
     Processor,
     Received,
-    settle_heap,
 )
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
@@ -575,7 +574,7 @@ def _ready_processor(runtime: Runtime) -> Processor:
     sample = read_event(_WARM_UP)
     processor.matcher.match(sample, "warm-up")
     processor.long_lived = True
-    settle_heap()  # after the warm-up: the name tables it loaded live as long as the index
+    processor.settle()  # after the warm-up: the name tables it loaded live as long as the index
     return processor
 
 
