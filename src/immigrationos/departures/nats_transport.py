@@ -59,12 +59,7 @@ from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import ValidationFailed
 from immigrationos.core.settings import Settings
 from immigrationos.departures.events import read_event
-from immigrationos.departures.service import (
-    SOURCE,
-    Outcome,
-    Processor,
-    Received,
-)
+from immigrationos.departures.service import SOURCE, Outcome, Processor, Received
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
