@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
@@ -144,6 +145,11 @@ def _indexes(runtime: Runtime, tables: list[str]) -> dict[str, list[Any]]:
                     (str(k["name"]), k["referred_table"], tuple(k["constrained_columns"]))
                     for k in inspector.get_foreign_keys(t)
                 ]
+                + [
+                    (str(u["name"]), "unique", tuple(u["column_names"]))
+                    for u in inspector.get_unique_constraints(t)
+                ],
+                key=repr,
             )
             for t in tables
         }
@@ -152,9 +158,9 @@ def _indexes(runtime: Runtime, tables: list[str]) -> dict[str, list[Any]]:
 def test_a_large_first_load_rebuilds_every_index_it_dropped(
     runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Plain indexes (and on PostgreSQL the foreign keys between them) of empty tables are
-    dropped for a large load and rebuilt as they were; tables that already hold rows keep
-    theirs."""
+    """Plain indexes (and on PostgreSQL unique constraints and the foreign keys between
+    them) of empty tables are dropped for a large load and rebuilt as they were; tables that
+    already hold rows keep theirs."""
     tables = ["source_records", "admissions", "identifiers"]
     before = _indexes(runtime, tables)
     dropped: list[list[str]] = []
@@ -262,3 +268,40 @@ def test_a_large_file_read_by_a_process_loads_as_a_thread_reads_it(
     by_thread = _ingest(runtime, "arrivals", path, chunk_rows=3)
     assert by_thread.reader_peak_rss_mib is None
     assert (by_thread.loaded, by_thread.unchanged, by_thread.quarantined) == (0, 4, 3)
+
+
+def test_a_dropped_unique_constraint_checks_every_row_when_it_is_added_back(
+    runtime: Runtime,
+) -> None:
+    """What a large load drops is added back in its transaction, checked over the whole table:
+    a repeated (source, key, version) fails the load instead of being committed."""
+    with transaction(runtime.sessions) as session:
+        register(session, ARRIVALS, CTX)
+    with runtime.engine.connect() as connection:
+        rebuild = bulk.drop_unique_constraints(connection, ["source_records"])
+        connection.rollback()
+    if runtime.engine.dialect.name == "sqlite":
+        assert rebuild == []  # SQLite cannot drop a constraint: it stays, checked per row
+        return
+    assert rebuild == [
+        'ALTER TABLE source_records ADD CONSTRAINT "uq_source_records_source_id" '
+        "UNIQUE (source_id, record_key, version)"
+    ]
+    with runtime.engine.connect() as connection:
+        batch = connection.exec_driver_sql(
+            "INSERT INTO ingest_batches (id, source_id, agreement_id, input_uri, status, "
+            "read_count, loaded_count, unchanged_count, quarantined_count, quarantine_reasons, "
+            "dropped_fields, started_at) SELECT 'bat-t', 'arrivals', id, 'x', 'running', 0, 0, "
+            "0, 0, '{}', '{}', now() FROM agreements WHERE source_id = 'arrivals' RETURNING id"
+        ).scalar_one()
+        bulk.drop_unique_constraints(connection, ["source_records"])
+        for record_id in ("rec-1", "rec-2"):  # the same source, key and version twice
+            connection.exec_driver_sql(
+                "INSERT INTO source_records (id, source_id, record_key, version, content_hash, "
+                "payload, flags, batch_id, ingested_at) VALUES "
+                f"('{record_id}', 'arrivals', 'K', 1, 'h', '{{}}', '{{}}', '{batch}', now())"
+            )
+        with pytest.raises(IntegrityError, match="uq_source_records_source_id"):
+            bulk.recreate_indexes(connection, rebuild)
+        connection.rollback()
+    assert "uq_source_records_source_id" in str(_indexes(runtime, ["source_records"]))

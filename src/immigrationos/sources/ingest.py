@@ -15,10 +15,10 @@ The pipeline, per block of rows (memory bounded by the block, not the file):
 
 Steps 1 and 2 (and the database-free part of 3) run in a background thread a bounded number
 of blocks ahead of the writer (:mod:`.pipeline`). A large input into empty tables has their
-plain indexes (and on PostgreSQL the foreign keys between them) dropped first and rebuilt
-after the last block, inside the same transaction. After the last block, addresses shared by
-many people are flagged. Every write passes the gateway and is audited. The batch report
-always reconciles: ``read == loaded + unchanged + quarantined``.
+plain indexes (and on PostgreSQL their unique constraints and the foreign keys between them)
+dropped first and rebuilt after the last block, inside the same transaction. After the last
+block, addresses shared by many people are flagged. Every write passes the gateway and is
+audited. The batch report always reconciles: ``read == loaded + unchanged + quarantined``.
 """
 
 from __future__ import annotations
@@ -185,16 +185,19 @@ class Ingest:
 
     def _defer_indexes(self) -> list[str]:
         """For a large input into empty tables: drop their plain indexes (and on PostgreSQL
-        the foreign keys between them), return the DDL that rebuilds them after the last block.
+        their unique constraints and the foreign keys between them), return the DDL that
+        rebuilds them after the last block.
 
-        All in this transaction: a failed load leaves them as they were, and adding a foreign
-        key back checks every row, so nothing unchecked is ever committed."""
+        All in this transaction: a failed load leaves them as they were, and adding a unique
+        constraint or a foreign key back checks every row, so nothing unchecked is ever
+        committed."""
         if self._input_bytes() < DEFER_INDEXES_BYTES:
             return []
         empty = [m.__tablename__ for m in self.written if self._empty(m)]
         connection = self.session.connection()
         indexes = bulk.drop_secondary_indexes(connection, empty)
-        return indexes + bulk.drop_foreign_keys(connection, empty)
+        unique = bulk.drop_unique_constraints(connection, empty)
+        return indexes + unique + bulk.drop_foreign_keys(connection, empty)
 
     def _empty(self, model: type[Base]) -> bool:
         """Whether a table holds no row at all (one id looked for, audited, no values read)."""

@@ -645,14 +645,25 @@ def _decide(
     new, versions, supersedes = _against_known(plan, clean, fresh, known, report)
     count = len(new)
 
+    if known:
+        ids = _record_ids(
+            source_id,
+            pc.take(clean.keys, new),
+            pc.cast(versions, pa.string()),
+            pc.take(clean.digests, new),
+        )
+    else:  # a first load: every new row is version 1
+        ids = pc.take(clean.first_ids, new)
+    # Written in the order of their ids: each block's keys then go into the id index (and
+    # the facts', whose ids extend the record's) in order, not scattered over it.
+    order = pc.sort_indices(ids)
+    new, ids = pc.take(new, order), pc.take(ids, order)
+    versions, supersedes = pc.take(versions, order), pc.take(supersedes, order)
+
     def chosen(column: pa.Array) -> pa.Array:
-        return column if count == len(clean.keys) else pc.take(column, new)  # usually all
+        return pc.take(column, new)
 
     keys, digests = chosen(clean.keys), chosen(clean.digests)
-    if known:
-        ids = _record_ids(source_id, keys, pc.cast(versions, pa.string()), digests)
-    else:  # a first load: every new row is version 1
-        ids = chosen(clean.first_ids)
     report.loaded += count
     plan.columns = ColumnPlan(
         records={

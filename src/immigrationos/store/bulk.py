@@ -391,7 +391,8 @@ def drop_secondary_indexes(connection: Connection, tables: list[str]) -> list[st
 
 
 def recreate_indexes(connection: Connection, ddl: list[str]) -> None:
-    """Rebuild what :func:`drop_secondary_indexes` and :func:`drop_foreign_keys` dropped
+    """Rebuild what :func:`drop_secondary_indexes`, :func:`drop_unique_constraints` and
+    :func:`drop_foreign_keys` dropped
     (their original DDL, in order: a foreign key is checked once, over the whole table)."""
     for statement in ddl:
         connection.exec_driver_sql(statement)
@@ -430,6 +431,32 @@ def drop_foreign_keys(connection: Connection, tables: list[str]) -> list[str]:
         "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE contype = 'f' AND conrelid = ANY(%(t)s::regclass[]) "
         "AND confrelid = ANY(%(t)s::regclass[]) ORDER BY 1, 2",
+        {"t": tables},
+    ).all()
+    rebuild = []
+    for table, name, definition in rows:
+        connection.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+    return rebuild
+
+
+def drop_unique_constraints(connection: Connection, tables: list[str]) -> list[str]:
+    """PostgreSQL: drop the unique constraints (not primary keys) of ``tables`` that no foreign
+    key depends on; return the DDL adding them back.
+
+    A unique constraint is an index maintained on every insert, scattered when its keys are
+    (a source's record keys); added back after a large load, it is built once by sorting and
+    checks every row then, so nothing unchecked is ever committed. Dropping one locks only
+    its own table, which a large load into it holds anyway. SQLite cannot drop a constraint
+    without rebuilding its table: nothing is done there.
+    """
+    if connection.dialect.name != "postgresql" or not tables:
+        return []
+    rows = connection.exec_driver_sql(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+        "FROM pg_constraint c WHERE c.contype = 'u' AND c.conrelid = ANY(%(t)s::regclass[]) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' "
+        "AND f.conindid = c.conindid) ORDER BY 1, 2",
         {"t": tables},
     ).all()
     rebuild = []
