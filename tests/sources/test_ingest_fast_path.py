@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,6 +246,43 @@ def test_a_reading_process_yields_in_order_and_raises_its_error() -> None:
     with pytest.raises(ValueError, match="bad block 2"), ProcessPrefetch(_numbers, (9, 2)) as ahead:
         received.extend(ahead)
     assert received == [0, 1]
+
+
+def _main_module(_: int) -> Iterator[tuple[str | None, bool]]:
+    main = sys.modules["__main__"]
+    yield getattr(main, "__file__", None), "__mp_main__" in sys.modules
+
+
+def _endless(_: int) -> Iterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+def test_a_reading_process_does_not_run_the_callers_main_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """multiprocessing's spawn ran the caller's ``__main__`` script again in the child: for
+    ``immos`` the whole command line, 2.8 s before the first block."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "main_script.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with ProcessPrefetch(_main_module, (0,)) as ahead:
+        assert list(ahead) == [(None, False)]
+    assert not marker.exists()
+
+
+def test_a_reading_process_stops_when_the_consumer_stops() -> None:
+    with ProcessPrefetch(_endless, (0,)) as ahead:
+        for item in ahead:
+            if item == 3:
+                break
+    assert ahead._process is not None and ahead._process.returncode is not None
 
 
 def test_a_reading_process_that_cannot_start_is_reported_before_anything_is_consumed() -> None:

@@ -8,10 +8,11 @@ of the writer by a bounded number of blocks, so the two overlap, and memory stay
 
 Two forms, one interface. :class:`Prefetch` produces in a background thread: no start-up
 cost, but the threads share the GIL, and the SQLite driver takes it back after every row it
-steps, so a busy producer slows the writer. :class:`ProcessPrefetch` produces in a spawned
-process that hands over finished blocks (Arrow arrays pickle without copying row by row): a
-second or so to start, then no shared lock at all. Ingest uses the process for large inputs
-and the thread for the rest.
+steps, so a busy producer slows the writer. :class:`ProcessPrefetch` produces in a separate
+Python process that hands over finished blocks as pickled frames on a pipe (Arrow arrays
+pickle without copying row by row): about a second to start (its imports and the first
+block), then no shared lock at all. Ingest uses the process for large inputs and the thread
+for the rest.
 
 A hand-written piece, not a dependency: the standard library's executors would submit the
 whole input at once (unbounded memory) or need one task per block with ordering bookkeeping;
@@ -21,10 +22,12 @@ this is one producer, one bounded queue and a stop flag.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import pickle
 import queue
+import struct
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -35,9 +38,9 @@ _STOP_SECONDS = 10.0
 
 
 class ReaderUnavailable(RuntimeError):
-    """The producer process ended before handing over anything (it could not start: for
-    example a ``__main__`` module without an ``if __name__ == "__main__"`` guard); nothing
-    was consumed, so the caller may produce in a thread instead."""
+    """The producer process could not start, or ended before handing over anything (say,
+    the interpreter failed to start or to import the work); nothing was consumed, so the
+    caller may produce in a thread instead."""
 
 
 class _Done:
@@ -128,64 +131,116 @@ def _vm_hwm_mib() -> float | None:
     return None
 
 
-def _process_main(
-    produce: Callable[..., Iterator[Any]], args: tuple[Any, ...], out: Any, stop: Any
-) -> None:
-    _produce(produce(*args), out, stop, _vm_hwm_mib)
+#: A frame on the reading process's standard output: the pickled item's length, then it.
+_FRAME = struct.Struct("<Q")
+#: The reading process: takes the parent's import path, then its work, from standard input.
+_CHILD = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from immigrationos.sources.pipeline import _child_main; _child_main()"
+)
+
+
+def _frame(item: object) -> bytes:
+    try:
+        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # an error that does not pickle still reaches the parent, as text
+        if not isinstance(item, _Failed):
+            raise
+        error = item.error
+        data = pickle.dumps(_Failed(RuntimeError(f"{type(error).__name__}: {error}")))
+    return _FRAME.pack(len(data)) + data
+
+
+def _child_main() -> None:
+    """The reading process: produce the items, hand each over as a frame on standard output,
+    at most ``depth`` ahead of the parent (a thread writes; a full pipe holds it back). The
+    parent closing the pipe is the signal to stop."""
+    produce, args, depth = pickle.load(sys.stdin.buffer)
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # whatever the work prints must not end up among the frames
+    items: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over() -> None:
+        try:
+            while True:
+                item = items.get()
+                out.write(_frame(item))
+                out.flush()
+                if isinstance(item, _Done | _Failed):
+                    return
+        except (BrokenPipeError, OSError):  # the parent stopped reading
+            stop.set()
+            with contextlib.suppress(queue.Empty):
+                items.get_nowait()  # make room, so the producer sees the stop
+
+    writer = threading.Thread(target=hand_over, name="immos-ingest-hand-over", daemon=True)
+    writer.start()
+    _produce(produce(*args), items, stop, _vm_hwm_mib)
+    writer.join()
 
 
 class ProcessPrefetch(Generic[T]):
-    """:class:`Prefetch` with the producer, ``produce(*args)``, in a spawned process.
+    """:class:`Prefetch` with the producer, ``produce(*args)``, in a separate process.
 
-    ``produce`` must be a module-level function and ``args`` and the items picklable. After
-    the items are exhausted, :attr:`peak_rss_mib` holds the producer process's peak memory.
+    ``produce`` must be a module-level function and ``args`` and the items picklable. The
+    process is a fresh interpreter that imports only what ``produce`` needs: unlike
+    :mod:`multiprocessing`'s spawn, it does not import the caller's ``__main__`` again (for
+    ``immos`` that was the whole command line, 2.8 s before the first block). Items come back
+    as pickled frames on its standard output. After the items are exhausted,
+    :attr:`peak_rss_mib` holds the producer process's peak memory.
     """
 
     def __init__(
         self, produce: Callable[..., Iterator[T]], args: tuple[Any, ...], depth: int = 2
     ) -> None:
-        context = multiprocessing.get_context("spawn")  # never fork a process holding a DB
-        self._queue: Any = context.Queue(maxsize=depth)
-        self._stop: Any = context.Event()
-        self._process = context.Process(
-            target=_process_main,
-            args=(produce, args, self._queue, self._stop),
-            name="immos-ingest-read",
-            daemon=True,
-        )
+        self._work = (produce, args, depth)
+        self._process: subprocess.Popen[bytes] | None = None
         self.peak_rss_mib: float | None = None
         self._delivered = 0
 
     def _get(self) -> object:
-        while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                if self._process.is_alive():
-                    continue
-                if not self._delivered:
-                    raise ReaderUnavailable("the ingest reading process did not start") from None
-                raise RuntimeError("the ingest reading process ended unexpectedly") from None
-            self._delivered += 1
-            if isinstance(item, _Done):
-                self.peak_rss_mib = item.peak_rss_mib
-            return item
+        assert self._process is not None and self._process.stdout is not None
+        stream = self._process.stdout
+        header = stream.read(_FRAME.size)
+        data = stream.read(_FRAME.unpack(header)[0]) if len(header) == _FRAME.size else b""
+        if not data:
+            self._process.wait()
+            if not self._delivered:
+                raise ReaderUnavailable("the ingest reading process did not start")
+            raise RuntimeError("the ingest reading process ended unexpectedly")
+        self._delivered += 1
+        item = pickle.loads(data)
+        if isinstance(item, _Done):
+            self.peak_rss_mib = item.peak_rss_mib
+        return item
 
     def __iter__(self) -> Iterator[T]:
         return _received(self._get)
 
     def __enter__(self) -> ProcessPrefetch[T]:
-        self._process.start()
+        work = pickle.dumps(self._work, protocol=pickle.HIGHEST_PROTOCOL)  # fails here, if so
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+        except OSError as error:  # no interpreter to start (an embedded Python, say)
+            raise ReaderUnavailable(f"the ingest reading process did not start: {error}") from error
+        assert self._process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died at once: the first read says so
+            pickle.dump(list(sys.path), self._process.stdin)
+            self._process.stdin.write(work)
+            self._process.stdin.close()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + _STOP_SECONDS
-        while self._process.is_alive() and time.monotonic() < deadline:
-            with contextlib.suppress(queue.Empty):  # it may be handing over a block: drain
-                self._queue.get(timeout=0.1)
-            self._process.join(timeout=0.05)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-        self._queue.close()
+        process = self._process
+        if process is None:
+            return
+        assert process.stdout is not None
+        process.stdout.close()  # a producer still writing gets a broken pipe and stops
+        try:
+            process.wait(timeout=_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
