@@ -62,8 +62,43 @@ def test_the_name_caches_stay_out_of_the_collectors_scans() -> None:
     gc.collect()
     records.feature_row({"unique_id": "new", "given_name": "Zoë", "family_name": "de la Cruz",
                          "middle_name": "María"})  # fmt: skip
-    for function in (records._name_part_of, names._symbols_of):
+    for function in (records._given_part_of, records._family_part_of, names._symbols_of):
         assert len(cache_of(function)) > 1 and not gc.is_tracked(cache_of(function))
     part = records._name_part("Zoë", "de la Cruz", "María")
-    assert part == records._name_part_of("Zoë\x1fde la Cruz\x1fMaría")
+    assert part == {
+        **records._given_part_of("Zoë\x1fMaría"),
+        **records._family_part_of("de la Cruz"),
+    }
     assert records._name_part(None, "Ruiz", None)["given"] is None
+
+
+def test_the_name_keys_are_the_whole_names_keys_looked_up_by_halves() -> None:
+    """Given names and surname are cached apart; together they are what ``names.keys`` says
+    of the whole name, absent fields and particles included."""
+    from immigrationos.resolution import names, records
+
+    for given, family, middle in [
+        ("Zoë", "de la Cruz", "María"),
+        ("José Luis", "García Márquez", None),
+        (None, "Nguyễn", None),
+        ("Mohammed", None, "Al"),
+        ("NA", "NA", None),
+        (None, None, None),
+    ]:
+        k = names.keys(given, family, middle)
+        assert records._name_part(given, family, middle) == {
+            "given": k.given,
+            "given_first": k.given_first,
+            "given_joined": k.given_joined,
+            "given_tokens": list(k.given_tokens),
+            "given_symbols": list(k.given_symbols),
+            "given_phonetic": k.given_phonetic,
+            "family": k.family,
+            "family_first": k.family_tokens[0] if k.family_tokens else None,
+            "family_tokens": list(k.family_tokens),
+            "family_symbols": list(k.family_symbols),
+            "family_phonetic": list(k.family_phonetic),
+            "family_first_phonetic": names.phonetic(k.family_tokens[0])
+            if k.family_tokens
+            else None,
+        }

@@ -327,39 +327,66 @@ def _ident(value: str | None) -> str | None:
 
 
 def _name_part(given: str | None, family: str | None, middle: str | None) -> dict[str, Any]:
-    fields = (_ABSENT if v is None else v for v in (given, family, middle))
-    return _name_part_of(_SEPARATOR.join(fields))
+    """The name keys of a record: its given names' (with the middle name) and its surname's,
+    each looked up on its own. The two halves do not depend on each other, and each repeats
+    far more often than the whole name (a departure stream at 200,000 persons missed the
+    whole-name cache on two events in three)."""
+    return {**_given_part(given, middle), **_family_part(family)}
 
 
-#: How :func:`_name_part` writes its three fields as one cache key: joined by a control
-#: character (names hold none), an absent field as another.
+def _given_part(given: str | None, middle: str | None) -> dict[str, Any]:
+    fields = (_ABSENT if v is None else v for v in (given, middle))
+    return _given_part_of(_SEPARATOR.join(fields))
+
+
+def _family_part(family: str | None) -> dict[str, Any]:
+    return _family_part_of(_ABSENT if family is None else family)
+
+
+#: How the given-name cache writes its two fields as one key, and an absent field, with
+#: control characters (names hold none).
 _SEPARATOR, _ABSENT = "\x1f", "\x1e"
 
 
-@lru_cache(maxsize=1_000_000)
-def _name_part_of(key: str) -> dict[str, Any]:
-    """The name keys of ``given, family, middle`` written as one string.
+def _present(value: str) -> str | None:
+    return None if value == _ABSENT else value
 
-    Keyed by one string rather than by the three fields: Python's collector untracks a dict
-    whose keys and values it need not follow, and a cache keyed by tuples is tracked again
-    by every new key (a new tuple), so that each collection walked the whole cache (a
-    million names after an index build: a fifth of a second a full collection, 30 ms a young
-    one). A cache keyed by strings stays untracked and costs the collector nothing."""
-    given, family, middle = (None if v == _ABSENT else v for v in key.split(_SEPARATOR))
-    k = names.keys(given, family, middle)
+
+# Each cache is keyed by one string, not by a tuple: Python's collector untracks a dict
+# whose keys and values it need not follow, and a cache keyed by tuples is tracked again by
+# every new key (a new tuple), so that each collection walked the whole cache (a million
+# names after an index build: a fifth of a second a full collection, 30 ms a young one). A
+# cache keyed by strings stays untracked and costs the collector nothing.
+
+
+@lru_cache(maxsize=500_000)
+def _given_part_of(key: str) -> dict[str, Any]:
+    """The given-name keys of ``given, middle`` written as one string (the middle name joins
+    the whole-given key only)."""
+    given, middle = (_present(v) for v in key.split(_SEPARATOR))
+    g = names.tokens(given)
+    whole = g + names.tokens(middle)
     return {
-        "given": k.given,
-        "given_first": k.given_first,
-        "given_joined": k.given_joined,
-        "given_tokens": list(k.given_tokens),
-        "given_symbols": list(k.given_symbols),
-        "given_phonetic": k.given_phonetic,
-        "family": k.family,
-        "family_first": k.family_tokens[0] if k.family_tokens else None,
-        "family_tokens": list(k.family_tokens),
-        "family_symbols": list(k.family_symbols),
-        "family_phonetic": list(k.family_phonetic),
-        "family_first_phonetic": names.phonetic(k.family_tokens[0]) if k.family_tokens else None,
+        "given": " ".join(whole) or None,
+        "given_first": g[0] if g else None,
+        "given_joined": "".join(g) or None,
+        "given_tokens": list(g),
+        "given_symbols": list(names.symbols(g, "given")),
+        "given_phonetic": names.phonetic(g[0]) if g else None,
+    }
+
+
+@lru_cache(maxsize=500_000)
+def _family_part_of(family_key: str) -> dict[str, Any]:
+    """The surname keys."""
+    f = names.surname_tokens(names.tokens(_present(family_key)))
+    return {
+        "family": " ".join(f) or None,
+        "family_first": f[0] if f else None,
+        "family_tokens": list(f),
+        "family_symbols": list(names.symbols(f, "family")),
+        "family_phonetic": sorted({names.phonetic(t) for t in f} - {""}),
+        "family_first_phonetic": names.phonetic(f[0]) if f else None,
     }
 
 
