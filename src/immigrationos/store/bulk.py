@@ -392,8 +392,8 @@ def drop_secondary_indexes(connection: Connection, tables: list[str]) -> list[st
 
 def recreate_indexes(connection: Connection, ddl: list[str]) -> None:
     """Rebuild what :func:`drop_secondary_indexes`, :func:`drop_unique_constraints` and
-    :func:`drop_foreign_keys` dropped
-    (their original DDL, in order: a foreign key is checked once, over the whole table)."""
+    :func:`drop_foreign_keys` dropped (their original DDL, in order: a unique constraint or
+    a foreign key is checked once, over the whole table)."""
     for statement in ddl:
         connection.exec_driver_sql(statement)
 
@@ -425,19 +425,13 @@ def drop_foreign_keys(connection: Connection, tables: list[str]) -> list[str]:
     while keys to shared tables (sources, batches, persons) stay and are checked per row.
     SQLite checks keys in-process, cheaply, and cannot drop them: nothing is done there.
     """
-    if connection.dialect.name != "postgresql" or not tables:
-        return []
-    rows = connection.exec_driver_sql(
+    return _drop_constraints(
+        connection,
         "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE contype = 'f' AND conrelid = ANY(%(t)s::regclass[]) "
         "AND confrelid = ANY(%(t)s::regclass[]) ORDER BY 1, 2",
-        {"t": tables},
-    ).all()
-    rebuild = []
-    for table, name, definition in rows:
-        connection.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-    return rebuild
+        tables,
+    )
 
 
 def drop_unique_constraints(connection: Connection, tables: list[str]) -> list[str]:
@@ -450,15 +444,22 @@ def drop_unique_constraints(connection: Connection, tables: list[str]) -> list[s
     its own table, which a large load into it holds anyway. SQLite cannot drop a constraint
     without rebuilding its table: nothing is done there.
     """
-    if connection.dialect.name != "postgresql" or not tables:
-        return []
-    rows = connection.exec_driver_sql(
+    return _drop_constraints(
+        connection,
         "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
         "FROM pg_constraint c WHERE c.contype = 'u' AND c.conrelid = ANY(%(t)s::regclass[]) "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' "
         "AND f.conindid = c.conindid) ORDER BY 1, 2",
-        {"t": tables},
-    ).all()
+        tables,
+    )
+
+
+def _drop_constraints(connection: Connection, query: str, tables: list[str]) -> list[str]:
+    """PostgreSQL: drop the constraints ``query`` finds among ``tables`` (rows of table, name,
+    definition); return the DDL adding them back. Nothing on SQLite."""
+    if connection.dialect.name != "postgresql" or not tables:
+        return []
+    rows = connection.exec_driver_sql(query, {"t": tables}).all()
     rebuild = []
     for table, name, definition in rows:
         connection.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
