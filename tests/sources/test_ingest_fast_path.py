@@ -282,7 +282,8 @@ def test_a_reading_process_stops_when_the_consumer_stops() -> None:
         for item in ahead:
             if item == 3:
                 break
-    assert ahead._process is not None and ahead._process.returncode is not None
+    # It stopped by itself (a broken pipe), rather than being killed after the grace period.
+    assert ahead._process is not None and ahead._process.returncode == 0
 
 
 def test_a_reading_process_that_cannot_start_is_reported_before_anything_is_consumed() -> None:

@@ -364,29 +364,29 @@ def _given_part_of(key: str) -> dict[str, Any]:
     """The given-name keys of ``given, middle`` written as one string (the middle name joins
     the whole-given key only)."""
     given, middle = (_present(v) for v in key.split(_SEPARATOR))
-    g = names.tokens(given)
-    whole = g + names.tokens(middle)
+    k = names.keys(given, None, middle)
     return {
-        "given": " ".join(whole) or None,
-        "given_first": g[0] if g else None,
-        "given_joined": "".join(g) or None,
-        "given_tokens": list(g),
-        "given_symbols": list(names.symbols(g, "given")),
-        "given_phonetic": names.phonetic(g[0]) if g else None,
+        "given": k.given,
+        "given_first": k.given_first,
+        "given_joined": k.given_joined,
+        "given_tokens": list(k.given_tokens),
+        "given_symbols": list(k.given_symbols),
+        "given_phonetic": k.given_phonetic,
     }
 
 
 @lru_cache(maxsize=500_000)
 def _family_part_of(family_key: str) -> dict[str, Any]:
     """The surname keys."""
-    f = names.surname_tokens(names.tokens(_present(family_key)))
+    k = names.keys(None, _present(family_key))
+    first = k.family_tokens[0] if k.family_tokens else None
     return {
-        "family": " ".join(f) or None,
-        "family_first": f[0] if f else None,
-        "family_tokens": list(f),
-        "family_symbols": list(names.symbols(f, "family")),
-        "family_phonetic": sorted({names.phonetic(t) for t in f} - {""}),
-        "family_first_phonetic": names.phonetic(f[0]) if f else None,
+        "family": k.family,
+        "family_first": first,
+        "family_tokens": list(k.family_tokens),
+        "family_symbols": list(k.family_symbols),
+        "family_phonetic": list(k.family_phonetic),
+        "family_first_phonetic": names.phonetic(first) if first else None,
     }
 
 

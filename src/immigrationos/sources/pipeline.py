@@ -169,10 +169,8 @@ def _child_main() -> None:
                 out.flush()
                 if isinstance(item, _Done | _Failed):
                     return
-        except (BrokenPipeError, OSError):  # the parent stopped reading
+        except OSError:  # the parent stopped reading (a broken pipe): the producer sees it
             stop.set()
-            with contextlib.suppress(queue.Empty):
-                items.get_nowait()  # make room, so the producer sees the stop
 
     writer = threading.Thread(target=hand_over, name="immos-ingest-hand-over", daemon=True)
     writer.start()
