@@ -500,6 +500,8 @@ def nats_row(
         # As a service's processor: what the matcher adds is moved out of the garbage
         # collector as it accumulates (the index itself was frozen when built).
         processor.long_lived = True
+        # As a service's store: SQLite's log checkpointed by a thread, not inside commits.
+        rt.checkpoint_in_background()
         run = asyncio.run(through_nats(processor, lines, rate, folder, name))
     finally:
         rt.close()

@@ -6,7 +6,7 @@ migrations and the gateway guard are set up in exactly one way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from immigrationos.core.settings import Settings, get_settings
 from immigrationos.gateway.core import guard
 from immigrationos.store import migrate
+from immigrationos.store.checkpoint import WalCheckpointer
 from immigrationos.store.engine import make_engine, session_factory
 
 
@@ -24,14 +25,27 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    checkpointer: WalCheckpointer | None = field(default=None, repr=False)
+    """SQLite's log checkpoints, once a service moved them off its commits."""
 
     @property
     def backend(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
+    def checkpoint_in_background(self) -> bool:
+        """For a service (the API server, a departure consumer) on SQLite: checkpoint the
+        write-ahead log from a thread of its own instead of inside commits
+        (:mod:`immigrationos.store.checkpoint`). Idempotent; False where it does not apply
+        (PostgreSQL, an in-memory database)."""
+        if self.checkpointer is None:
+            self.checkpointer = WalCheckpointer(self.engine)
+        return self.checkpointer.start()
+
     def close(self) -> None:
-        """Release database connections."""
+        """Stop the checkpoint thread, if any, and release database connections."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 

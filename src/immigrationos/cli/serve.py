@@ -17,6 +17,7 @@ from immigrationos.runtime import Runtime, open_runtime
 def run_server(runtime: Runtime, host: str, port: int) -> None:
     """Serve ``runtime`` until interrupted (one process)."""
     console.print(f"serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops")
+    runtime.checkpoint_in_background()  # SQLite: requests' commits wait for no checkpoint
     _uvicorn(create_app(runtime), host, port, runtime.settings.log_level)
 
 

@@ -570,6 +570,7 @@ def _ready_processor(runtime: Runtime) -> Processor:
     processor.matcher.match(sample, "warm-up")
     processor.long_lived = True
     processor.settle()  # after the warm-up: the name tables it loaded live as long as the index
+    runtime.checkpoint_in_background()  # SQLite: commits no longer wait for checkpoints
     return processor
 
 

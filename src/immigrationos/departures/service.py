@@ -159,6 +159,7 @@ class Processor:
         """The matcher's records when its heap was last settled."""
         if long_lived:
             self.settle()
+            runtime.checkpoint_in_background()
 
     def settle(self, *, added_only: bool = False) -> None:
         """:func:`settle_heap`; with ``added_only``, only what came since the last time (the
