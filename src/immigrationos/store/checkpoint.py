@@ -54,7 +54,9 @@ class WalCheckpointer:
         self.passes = 0
         """Checkpoints the thread ran."""
         self.copied = 0
-        """Log frames it copied into the database."""
+        """Log frames it copied into the database, as SQLite reports them after each pass (a
+        log that a writer restarted and filled past its last size between two passes is
+        counted short: a figure for monitoring, not an account)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = False
