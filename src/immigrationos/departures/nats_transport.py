@@ -568,9 +568,7 @@ def _ready_processor(runtime: Runtime) -> Processor:
     processor = Processor(runtime, TRANSPORT)
     sample = read_event(_WARM_UP)
     processor.matcher.match(sample, "warm-up")
-    processor.long_lived = True
-    processor.settle()  # after the warm-up: the name tables it loaded live as long as the index
-    runtime.checkpoint_in_background()  # SQLite: commits no longer wait for checkpoints
+    processor.serve()  # after the warm-up: the name tables it loaded live as long as the index
     return processor
 
 

@@ -158,8 +158,15 @@ class Processor:
         self.settled = len(self.matcher.index)
         """The matcher's records when its heap was last settled."""
         if long_lived:
-            self.settle()
-            runtime.checkpoint_in_background()
+            self.serve()
+
+    def serve(self) -> None:
+        """From now on, a service's processor: its heap settled (after any warm-up, so that
+        what that loaded is frozen with the index) and, on SQLite, the store's log
+        checkpointed in the background (:meth:`Runtime.checkpoint_in_background`)."""
+        self.long_lived = True
+        self.settle()
+        self.runtime.checkpoint_in_background()
 
     def settle(self, *, added_only: bool = False) -> None:
         """:func:`settle_heap`; with ``added_only``, only what came since the last time (the
