@@ -17,6 +17,7 @@ from immigrationos.accounts.models import User
 from immigrationos.accounts.service import actor_of
 from immigrationos.audit.chain import verify
 from immigrationos.core.errors import ValidationFailed
+from immigrationos.core.heap import YOUNG_OBJECTS
 from immigrationos.departures import service as service_module
 from immigrationos.departures.accuracy import score, stands_for, truth_of
 from immigrationos.departures.models import DeadLetter, Departure, InboxEntry
@@ -248,10 +249,14 @@ def test_a_long_lived_processor_keeps_its_index_out_of_the_collector(
 
     plain = Processor(world_store, "replay", build_matcher(world_store))
     assert tracked(plain.matcher.index._persons)
+    thresholds = gc.get_threshold()
     try:
+        gc.set_threshold(700, *thresholds[1:])  # Python's default
         service = Processor(world_store, "http", build_matcher(world_store), long_lived=True)
         persons = service.matcher.index._persons
         assert gc.isenabled() and gc.get_freeze_count() > 0 and not tracked(persons)
+        # A batch's objects are freed before a young collection would walk them.
+        assert gc.get_threshold() == (YOUNG_OBJECTS, *thresholds[1:])
         monkeypatch.setattr(service_module, "SETTLE_AFTER", 1)
         before = len(service.matcher.index)
         service.process([received(line) for line in departure_world.lines()[:300]])
@@ -265,3 +270,4 @@ def test_a_long_lived_processor_keeps_its_index_out_of_the_collector(
         assert not tracked(service.matcher.index._persons)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -6,7 +6,6 @@ and is audited, and a review decision is recorded under the signed-in analyst's 
 
 from __future__ import annotations
 
-import gc
 import threading
 from typing import Annotated, Any, Literal
 
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from immigrationos.accounts.roles import Role
 from immigrationos.api.deps import access, db_session
+from immigrationos.core.heap import settle_heap
 from immigrationos.gateway.context import AccessContext
 from immigrationos.gateway.core import Gateway
 from immigrationos.gateway.purposes import Purpose
@@ -159,7 +159,7 @@ def link(
             index = service.build_link_index(gateway)
             # Long-lived and large: kept out of the collector's generations, or a full
             # collection stalls a link call by a few hundred milliseconds.
-            gc.freeze()
+            settle_heap()
             request.app.state.link_index = index
         return service.link_record(gateway, record, index)
 

@@ -40,6 +40,7 @@ from immigrationos.audit.events import (
 )
 from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import NotFound, ValidationFailed
+from immigrationos.core.heap import settle_heap
 from immigrationos.core.ids import content_id, sha256_hex
 from immigrationos.departures.events import Malformed, read_event
 from immigrationos.departures.matcher import Event, Matcher, MatchResult
@@ -435,21 +436,6 @@ class Processor:
                             verified[mine].outcome.effects.append({"confirmation": theirs})
                     break
         gw.update_rows(Departure, changes)
-
-
-def settle_heap() -> None:
-    """Move everything the process holds now (above all a matcher's index: millions of
-    objects at a million persons) out of the garbage collector's scans.
-
-    Python's full collection walks every container object it tracks: with the index
-    tracked, 1.75 s at a million persons (3.5 million objects), a stall inside whatever
-    batch of departures it fell in; with the index frozen, next to nothing. Frozen objects
-    are still freed when nothing refers to them; what an earlier call froze is unfrozen
-    first, so that a replaced index's cycles are collected.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def _departure_row(p: _Pending, now: datetime) -> dict[str, Any]:
