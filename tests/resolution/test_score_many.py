@@ -6,6 +6,7 @@ of the feature rows would, whatever the number of candidates."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -14,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from immigrationos.resolution import held_apart
+from immigrationos.resolution import held_apart, incremental
 from immigrationos.resolution.columns import Candidates, FeatureColumns, value_hash
-from immigrationos.resolution.comparisons import Lefts
+from immigrationos.resolution.comparisons import COMPARISONS, Lefts
 from immigrationos.resolution.incremental import LinkIndex, TermFrequencies
 from immigrationos.resolution.model import ModelDoc, Parameters
 from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
@@ -173,3 +174,83 @@ def test_index_ranks_persons_as_a_pair_by_pair_scan(
             assert ranked.top.score.contributions[:count] == top.contributions
             assert ranked.top.score.match_weight == scan[0][1][0]
     assert penalised > 20
+
+
+def test_a_pairs_bound_is_never_below_its_weight(doc: ModelDoc) -> None:
+    """``Parameters.bounds`` is every pair's weight with each name comparison raised to its
+    best level for the left record (the exact level with the record's own term-frequency
+    adjustment, or the best other level), so never below the weight; each comparison's
+    weight found without stacking its masks (``pair_weights``) is that of the level
+    ``score_pairs`` finds."""
+    params = Parameters(doc)
+    rows = _rows(300, seed=11, prefix="r")
+    lefts: list[Mapping[str, Any]] = list(_rows(30, seed=12, prefix="l"))
+    columns = FeatureColumns(pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA))
+    tf = {
+        c: TermFrequencies.of(pa.chunked_array([[r[c] for r in rows]])) for c in ("given", "family")
+    }
+    of = np.repeat(np.arange(len(lefts), dtype=np.intp), len(rows))
+    numbers = np.tile(np.arange(len(rows), dtype=np.int64), len(lefts))
+    bound = params.bounds(Lefts(lefts, of, value_hash), Candidates(columns, numbers), tf)
+    scored = params.score_pairs(Lefts(lefts, of, value_hash), Candidates(columns, numbers), tf)
+    raised = scored.weights.copy()
+    for i, comparison in enumerate(COMPARISONS):
+        if comparison.name not in ("given_name", "family_name"):
+            continue
+        best = []
+        for left in lefts:
+            found = []
+            for k, level in enumerate(comparison.levels):
+                f = tf[level.tf].get(left.get(level.tf) or "", 0.0) if level.tf else 0.0
+                adjustment = math.log2(params.u_values[i][k]) - math.log2(f) if f else 0.0
+                found.append(params.weights[i][k] + adjustment)
+            best.append(max(found))
+        actual = np.array(params.weights[i])[scored.levels[i]] + scored.adjustments.get(i, 0.0)
+        raised += np.array(best)[of] - actual
+    assert (scored.weights <= bound + 1e-9).all()
+    assert np.allclose(bound, raised, rtol=0, atol=1e-9)
+    assert (bound - scored.weights > 1).mean() > 0.5  # a bound, not the weight
+    lefts_again = Lefts(lefts, of, value_hash)
+    right = Candidates(columns, numbers)
+    for i, comparison in enumerate(COMPARISONS):
+        found_weights = comparison.pair_weights(lefts_again, right, params.weights[i])
+        expected = np.array(params.weights[i])[scored.levels[i]]
+        assert (found_weights == expected).all(), comparison.name
+
+
+def test_pruned_candidates_change_no_decision(
+    doc: ModelDoc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left unscored, the candidates that cannot reach the review weight change no band, no
+    person and no weight of a decision that has a person; the explanation counts them among
+    the candidates, names the same persons from the review weight up, and a record decides
+    alone as in a batch."""
+    rows = _rows(600, seed=21, prefix="r")
+    person_of = {r["unique_id"]: f"p{n % 150:03d}" for n, r in enumerate(rows)}
+    index = LinkIndex.build(pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA), person_of, doc)
+    probes: list[Mapping[str, Any]] = list(_rows(120, seed=22, prefix="n"))
+    probes += [{**r, "unique_id": f"copy{n}"} for n, r in enumerate(rows[:40])]
+    monkeypatch.setattr(incremental, "PRUNE_ABOVE", 10**9)
+    everything = index.link_many(probes)
+    monkeypatch.setattr(incremental, "PRUNE_ABOVE", 0)
+    pruned = index.link_many(probes)
+    alone = [index.link_features(p) for p in probes]
+    left_out = [d.explanation["pruned"] for d in pruned]
+    assert sum(left_out) > 1000 and all(d.explanation["pruned"] == 0 for d in everything)
+    assert {d.band for d in pruned} == {"linked", "review", "new"}
+    for full, cut, one in zip(everything, pruned, alone, strict=True):
+        assert (cut.band, cut.person_id) == (full.band, full.person_id)
+        if cut.band != "new":
+            assert cut.match_weight == full.match_weight
+        assert cut.explanation["candidates"] == full.explanation["candidates"]
+        considered = cut.explanation["persons_considered"]
+        assert considered <= full.explanation["persons_considered"]
+        named = [
+            [p for p in d.explanation["persons"] if p["match_weight"] >= doc.review_weight]
+            for d in (cut, full)
+        ]
+        assert named[0] == named[1]
+        shared = ("timing_ms", "batch")
+        assert {k: v for k, v in one.explanation.items() if k not in shared} == {
+            k: v for k, v in cut.explanation.items() if k not in shared
+        }

@@ -200,16 +200,23 @@ class Lefts:
 
     What a condition needs of a left row is computed once per row (:meth:`each`) and then
     spread over its pairs, so scoring a batch costs a few array operations for all of its
-    pairs instead of a few per record.
+    pairs instead of a few per record. ``each`` is where the per-row results are kept: the
+    same rows over other pairs (a second pass over the same records, the same ``key``) can
+    share them.
     """
 
     def __init__(
-        self, rows: Sequence[Row], of: npt.NDArray[np.intp], key: Callable[[Any], int]
+        self,
+        rows: Sequence[Row],
+        of: npt.NDArray[np.intp],
+        key: Callable[[Any], int],
+        each: dict[tuple[str, ...], Any] | None = None,
     ) -> None:
         self.rows = rows
         self.of = of
         self.key = key
-        self._each: dict[tuple[str, ...], Any] = {}
+        self._each: dict[tuple[str, ...], Any] = {} if each is None else each
+        self._spread: dict[tuple[str, ...], Any] = {}
 
     def __len__(self) -> int:
         return len(self.of)
@@ -225,10 +232,9 @@ class Lefts:
         self, name: tuple[str, ...], fn: Callable[[Row], Any], dtype: type[np.generic]
     ) -> npt.NDArray[Any]:
         """``fn`` of every left row, as an array with one entry per pair."""
-        key = ("spread", *name)
-        found = self._each.get(key)
+        found = self._spread.get(name)
         if found is None:
-            found = self._each[key] = np.array(self.each(name, fn), dtype=dtype)[self.of]
+            found = self._spread[name] = np.array(self.each(name, fn), dtype=dtype)[self.of]
         return found
 
     def keys(self, col: str) -> npt.NDArray[np.uint64]:
@@ -643,6 +649,35 @@ class Comparison:
     ) -> list[Bools]:
         """:meth:`level_masks` of each pair of left rows ``l`` and right rows ``r``."""
         return self._masks(lambda expr: expr.pairs(l, r), len(r), width, seen)
+
+    def pair_weights(
+        self, l: Lefts, r: Columns, weights: Sequence[float], seen: dict[int, Mask] | None = None
+    ) -> npt.NDArray[np.float64]:
+        """Each pair's ``weights[level]``, its level found as :meth:`pair_masks` finds it (the
+        first whose condition holds), without stacking the masks: for many pairs and a
+        comparison with few conditions that hold anywhere (identifiers a departure lacks),
+        a fraction of the array work."""
+        seen = {} if seen is None else seen
+        found: list[tuple[int, Bools]] = []
+        last = len(self.levels) - 1
+        for k, level in enumerate(self.levels):
+            expr = level.expr
+            if expr is None:
+                last = k
+                break
+            key = _SAME.get(id(expr), id(expr))
+            if key not in seen:
+                seen[key] = expr.pairs(l, r)
+            holds = seen[key]
+            if holds is True:
+                last = k
+                break
+            if holds is not False:
+                found.append((k, holds))
+        out = np.full(len(r), weights[last])
+        for k, holds in reversed(found):
+            out[holds] = weights[k]
+        return out
 
     def _masks(
         self,

@@ -68,6 +68,12 @@ EXPLAINED_PERSONS = 10
 #: Up to this many candidates are scored pair by pair; more, as arrays (each array operation
 #: has a fixed cost of a few microseconds, each pair in Python some tens).
 PAIRWISE = 4
+#: A record with more candidates than this has those that cannot reach the review weight,
+#: whatever their names, left unscored (:meth:`LinkIndex.prune`). Fewer are all scored, so
+#: that an explanation of a record with a few candidates names every person considered.
+PRUNE_ABOVE = PAIRWISE
+#: What floating-point addition in another order may take off a pair's bound.
+_BOUND_SLACK = 1e-9
 TF_COLUMNS = ("given", "family")
 #: The exact lookup of a travel document: its number and issuing country (departure matching).
 DOCUMENT_COLUMNS = ("passport_no", "passport_country")
@@ -360,6 +366,9 @@ class Batch:
     rows: Rows
     skipped: list[list[str]]
     """Per record, the rules whose block was too large to score."""
+    each: dict[tuple[str, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+    """What scoring computed per record (:class:`Lefts`), kept for every pass over them: the
+    blocking keys' value hashes, then what :meth:`LinkIndex.prune_many` needed."""
 
 
 # -- the index --------------------------------------------------------------------------------
@@ -573,7 +582,9 @@ class LinkIndex:
             theirs = np.array([-1 if o is None else o for o in own], dtype=np.int64)
             keep = numbers != theirs[of]
             of, numbers = of[keep], numbers[keep]
-        return Batch(of.astype(np.intp), numbers, skipped)
+        # The keys' value hashes are those Lefts.keys makes (value_hash, 0 for none).
+        each: dict[tuple[str, ...], Any] = {("key", c): found for c, found in hashes.items()}
+        return Batch(of.astype(np.intp), numbers, skipped, each)
 
     def document_rows(self, row: Mapping[str, Any]) -> list[DocumentHolder]:
         """The records holding the row's document (number and issuing country, exactly),
@@ -647,9 +658,45 @@ class LinkIndex:
     def _link(self, row: Mapping[str, Any], timer: _Timer) -> LinkDecision:
         rows, skipped = self.candidates(row)
         timer.mark("candidates")
+        rows, pruned = self.prune(row, rows)
         ranked = self.rank(row, rows)
         timer.mark("scoring")
-        return self._decide(row, ranked, skipped, timer)
+        return self._decide(row, ranked, skipped, timer, pruned)
+
+    def prune(self, row: Mapping[str, Any], rows: Rows) -> tuple[Rows, int]:
+        """``row``'s candidates ``rows`` without those that cannot reach the review weight
+        whatever their names (:meth:`Parameters.bounds`: the other comparisons found, the
+        names taken at their best), and how many were left out; all of them when there are
+        :data:`PRUNE_ABOVE` or fewer.
+
+        Such a pair could change no decision: a band needs a person at the review weight at
+        least, and the group check weighs only pairs that reach it. What it would change is
+        the explanation's list of persons below the review weight, which then names only the
+        ones scored. Most candidates of a common name are of this kind: a namesake born in
+        the same year on another day (-9 for the birth date) cannot make up for it with names
+        that, being common, weigh little."""
+        if len(rows) <= PRUNE_ABOVE:
+            return rows, 0
+        one = Lefts([row], np.zeros(len(rows), dtype=np.intp), value_hash)
+        bound = self.params.bounds(one, Candidates(self.features, rows), self.tf)
+        keep = bound >= self.doc.review_weight - _BOUND_SLACK
+        return rows[keep], len(rows) - int(np.count_nonzero(keep))
+
+    def prune_many(
+        self, rows: Sequence[Mapping[str, Any]], batch: Batch
+    ) -> tuple[Batch, list[int]]:
+        """:meth:`prune` of several records' candidates at once; the same pairs left out."""
+        counts = np.bincount(batch.of, minlength=len(rows))
+        at = np.flatnonzero(counts[batch.of] > PRUNE_ABOVE)
+        if not len(at):
+            return batch, [0] * len(rows)
+        lefts = Lefts(rows, batch.of[at], value_hash, batch.each)
+        bound = self.params.bounds(lefts, Candidates(self.features, batch.rows[at]), self.tf)
+        drop = np.zeros(len(batch.of), dtype=np.bool_)
+        drop[at[bound < self.doc.review_weight - _BOUND_SLACK]] = True
+        pruned = np.bincount(batch.of[drop], minlength=len(rows)).tolist()
+        kept = Batch(batch.of[~drop], batch.rows[~drop], batch.skipped, batch.each)
+        return kept, pruned
 
     def rank(self, row: Mapping[str, Any], rows: Rows, leaders: int = EXPLAINED_PERSONS) -> Ranking:
         """Score ``row`` against the index rows ``rows`` (sorted), keep each person's best
@@ -695,7 +742,7 @@ class LinkIndex:
         if not len(numbers):
             return [Ranking(np.empty(0), [], 0) for _ in rows]
         scores = self.params.score_pairs(
-            Lefts(rows, of, value_hash), Candidates(self.features, numbers), self.tf
+            Lefts(rows, of, value_hash, batch.each), Candidates(self.features, numbers), self.tf
         )
         codes = self._codes[numbers]
         among = Pairs(rows, of, numbers, codes)
@@ -742,7 +789,7 @@ class LinkIndex:
         afterwards); the same decisions. Each explanation's timings are the batch's shared
         by its records, with ``batch`` saying how many."""
         started = time.perf_counter()
-        batch = self.candidates_many(rows)
+        batch, pruned = self.prune_many(rows, self.candidates_many(rows))
         found = time.perf_counter()
         rankings = self.rank_many(rows, batch)
         scored = time.perf_counter()
@@ -752,8 +799,9 @@ class LinkIndex:
             "scoring": round((scored - found) * share, 3),
         }
         out = []
-        for row, ranked, skipped in zip(rows, rankings, batch.skipped, strict=True):
-            decision = self._decide(row, ranked, skipped, _Timer.after(marks))
+        each = zip(rows, rankings, batch.skipped, pruned, strict=True)
+        for row, ranked, skipped, left_out in each:
+            decision = self._decide(row, ranked, skipped, _Timer.after(marks), left_out)
             decision.explanation["batch"] = len(rows)
             out.append(decision)
         return out
@@ -802,7 +850,12 @@ class LinkIndex:
         return Candidate(person, self._record_id(int(rows[pair])), score)
 
     def _decide(
-        self, row: Mapping[str, Any], ranked: Ranking, skipped: list[str], timer: _Timer
+        self,
+        row: Mapping[str, Any],
+        ranked: Ranking,
+        skipped: list[str],
+        timer: _Timer,
+        pruned: int = 0,
     ) -> LinkDecision:
         band, reason = band_of_weights(ranked.weights, self.doc)
         top = ranked.top
@@ -811,7 +864,7 @@ class LinkIndex:
         else:
             person = top.person_id
         timer.mark("decision")
-        explanation = _explain(reason, ranked, skipped, timer)
+        explanation = _explain(reason, ranked, skipped, timer, pruned)
         weight = top.score.match_weight if top else None
         return LinkDecision(
             band, person, weight, top.score.probability if top else None, explanation
@@ -873,7 +926,11 @@ def _uid_index(column: pa.ChunkedArray) -> tuple[SortedKeys, Rows]:
     return SortedKeys(keys[order]), order.astype(np.int64)
 
 
-def _explain(reason: str, ranked: Ranking, skipped: list[str], timer: _Timer) -> dict[str, Any]:
+def _explain(
+    reason: str, ranked: Ranking, skipped: list[str], timer: _Timer, pruned: int = 0
+) -> dict[str, Any]:
+    """``pruned``: candidates left unscored (:meth:`LinkIndex.prune`), counted in
+    ``candidates`` but not among the persons considered."""
     top = ranked.top
     if top:
         reason += held_back(c.comparison for c in top.score.contributions)
@@ -881,7 +938,8 @@ def _explain(reason: str, ranked: Ranking, skipped: list[str], timer: _Timer) ->
         "reason": reason,
         "partner_record_id": top.record_id if top else None,
         "contributions": [c.to_json() for c in top.score.contributions] if top else [],
-        "candidates": ranked.pairs,
+        "candidates": ranked.pairs + pruned,
+        "pruned": pruned,
         "persons_considered": len(ranked),
         "persons": [
             {

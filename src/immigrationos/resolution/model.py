@@ -60,6 +60,9 @@ BLOCKING_RULES: tuple[tuple[str, str], ...] = (
         "AND l.dob_year = r.dob_year",
     ),
 )
+#: The comparisons that cost the most to find (string distances, name symbols, phonetic
+#: keys): :meth:`Parameters.bounds` takes them at their best instead.
+BOUNDED = ("given_name", "family_name")
 #: Rules whose pairs EM trains on (each leaves the comparisons it blocks on untrained).
 #: Birth date is trained only on identifier blocks: in a names block, namesakes are many and
 #: EM would learn that true matches often disagree on birth dates (it did: -1.4 instead of
@@ -348,6 +351,50 @@ class Parameters:
 
         return self._scores(masks, len(r), adjustment)
 
+    def bounds(
+        self, l: Lefts, r: Columns, tf: Mapping[str, Mapping[str, float]]
+    ) -> npt.NDArray[np.float64]:
+        """The highest weight each pair of :meth:`score_pairs` could reach, whatever its names:
+        every comparison but those of :data:`BOUNDED` found as :meth:`score_pairs` finds it
+        (equality tests of numbers, dates and codes), each of those at its best level for the
+        pair's left record (the exact level with the record's own term-frequency adjustment,
+        or the best other level, whichever weighs more). A pair's weight is never above its
+        bound: it differs only in the names, and they weigh at most their best."""
+        seen: dict[int, Mask] = {}
+        total = np.full(len(r), self.prior_weight)
+        names = np.zeros(len(l.rows))
+        for i, comparison in enumerate(COMPARISONS):
+            if comparison.name in BOUNDED:
+                names += self._best(i, l, tf)
+                continue
+            total += comparison.pair_weights(l, r, self.weights[i], seen)
+        return total + names[l.of]
+
+    def _best(
+        self, i: int, l: Lefts, tf: Mapping[str, Mapping[str, float]]
+    ) -> npt.NDArray[np.float64]:
+        """Comparison ``i``'s highest weight for each left record of ``l``: its best level
+        without term frequencies, or a term-frequency level with the record's own value's
+        adjustment (equal values on both sides: what :meth:`_pair_adjustment` gives)."""
+        levels = COMPARISONS[i].levels
+        plain = max(w for w, level in zip(self.weights[i], levels, strict=True) if not level.tf)
+        best = np.full(len(l.rows), plain)
+        for k, level in enumerate(levels):
+            if level.tf:
+                u = math.log2(self.u_values[i][k])
+                mine = self._own_frequencies(l, level.tf, tf)
+                adjusted = [self.weights[i][k] + (u - math.log2(f) if f > 0 else 0.0) for f in mine]
+                np.maximum(best, adjusted, out=best)
+        return best
+
+    @staticmethod
+    def _own_frequencies(
+        l: Lefts, column: str, tf: Mapping[str, Mapping[str, float]]
+    ) -> list[float]:
+        """Each left record's own value's frequency in ``column`` (0 for none or unknown)."""
+        freq = tf.get(column, {})
+        return l.each(("tf", column), lambda row: freq.get(row.get(column) or "", 0.0))
+
     def _scores(
         self,
         masks: list[npt.NDArray[np.bool_]],
@@ -408,7 +455,7 @@ class Parameters:
         """:meth:`_adjustment` of each pair of :meth:`score_pairs`."""
         freq = tf.get(column, {})
         u = math.log2(self.u_values[i][k])
-        mine = l.each(("tf", column), lambda row: freq.get(row.get(column) or "", 0.0))
+        mine = self._own_frequencies(l, column, tf)
         if same:
             own = [u - math.log2(f) if f > 0 else 0.0 for f in mine]
             return np.array(own, dtype=np.float64)[l.of]
