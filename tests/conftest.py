@@ -8,6 +8,7 @@ they fail instead, because CI machines always have one.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import uuid
@@ -159,6 +160,17 @@ def fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def collector_as_found() -> Iterator[None]:
+    """A test whose code settles the heap as a service does (``core.heap.settle_heap`` raises
+    the young generation's threshold) leaves the worker's collector thresholds as it found
+    them: later tests on the worker, and the processes they fork, start from Python's."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_threshold() != thresholds:
+        gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(autouse=True)

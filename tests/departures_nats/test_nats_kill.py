@@ -11,6 +11,7 @@ departures caused happened once.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import random
@@ -183,8 +184,12 @@ def test_killed_consumers_apply_every_event_exactly_once(
     published = publish_sync(NATS_URL, events, **nats_names.routing)
     assert (published.published, published.duplicates) == (EVENTS, 0)
 
-    # No connection of this process may be inherited by a forked consumer (SQLite forbids it).
+    # No connection of this process may be inherited by a forked consumer (SQLite forbids it),
+    # nor garbage for it to collect: a consumer's first collection (settle_heap) would then
+    # finalise this process's objects (database handles, their threads) in a child that has
+    # neither their threads nor their files; one such collection crashed a consumer.
     kill_store.engine.dispose()
+    gc.collect()
     folder = kill_store.settings.data_dir
     seen = _kill_repeatedly(folder, nats_names, tmp_path, rng)
     final = consume_sync(kill_store, NATS_URL, durable=nats_names.durable, ack_wait=ACK_WAIT,

@@ -17,7 +17,7 @@ import pytest
 
 from immigrationos.resolution import held_apart, incremental
 from immigrationos.resolution.columns import Candidates, FeatureColumns, value_hash
-from immigrationos.resolution.comparisons import COMPARISONS, Lefts
+from immigrationos.resolution.comparisons import COMPARISONS, Lefts, distinct
 from immigrationos.resolution.incremental import LinkIndex, TermFrequencies
 from immigrationos.resolution.model import ModelDoc, Parameters
 from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
@@ -254,3 +254,18 @@ def test_pruned_candidates_change_no_decision(
         assert {k: v for k, v in one.explanation.items() if k not in shared} == {
             k: v for k, v in cut.explanation.items() if k not in shared
         }
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5_000])
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_distinct_is_numpys_unique(size: int, dtype: type[np.integer[Any]]) -> None:
+    """``comparisons.distinct`` (a sort and a comparison of neighbours) gives ``np.unique``'s
+    values and order, duplicates and the largest values included."""
+    rng = np.random.default_rng(size)
+    values = rng.integers(0, 1 << 62, size, dtype=np.int64).astype(dtype)
+    if size > 2:
+        values[: size // 3] = values[size // 3 : 2 * (size // 3)]  # duplicates
+        values[-1] = np.iinfo(dtype).max
+    found = distinct(values)
+    assert found.dtype == values.dtype
+    assert found.tolist() == np.unique(values).tolist()

@@ -122,6 +122,19 @@ class TokenLists:
         return self.number
 
 
+def distinct(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The distinct values, sorted: ``np.unique`` by a sort (NumPy 2's ``unique`` hashes
+    first, then sorts what it kept: for the few thousand integers of a batch, about twice
+    the time)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    first = np.empty(len(ordered), dtype=np.bool_)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
+
+
 def ranges(
     starts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -152,12 +165,12 @@ def member(
     rows, flat = _flatten(held, np.uint64)
     if not len(flat):
         return np.zeros(len(of), dtype=np.bool_)
-    distinct = np.unique(flat)
-    width = len(distinct)
-    mine = rows * width + np.searchsorted(distinct, flat)
+    found = distinct(flat)
+    width = len(found)
+    mine = rows * width + np.searchsorted(found, flat)
     values = values.astype(np.uint64)
-    rank = np.minimum(np.searchsorted(distinct, values), width - 1)
-    known = (distinct[rank] == values) & (values != 0)
+    rank = np.minimum(np.searchsorted(found, values), width - 1)
+    known = (found[rank] == values) & (values != 0)
     return known & np.isin(of.astype(np.int64) * width + rank, mine)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from immigrationos.resolution.columns import FeatureColumns, value_hash
+from immigrationos.resolution.comparisons import distinct
 from immigrationos.resolution.model import Contribution, Parameters, Score
 
 Rows = npt.NDArray[np.int64]
@@ -199,7 +200,7 @@ class GroupCheck:
     def _check_many(self, pairs: Pairs, chosen: npt.NDArray[np.intp]) -> dict[int, tuple[int, ...]]:
         """:meth:`check` of many pairs as arrays."""
         lefts, of, rows, codes = pairs.lefts, pairs.of, pairs.rows, pairs.codes
-        records = np.unique(of[chosen])
+        records = distinct(of[chosen])
         keys = self.trait_keys([lefts[i] for i in records.tolist()])
         mine = keys[np.searchsorted(records, of[chosen])]
         # A trait counts when the new record holds it and the pair's own record does not

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from immigrationos.resolution.cluster import new_person_id
 from immigrationos.resolution.columns import Candidates, FeatureColumns, column_hashes, value_hash
-from immigrationos.resolution.comparisons import Lefts, ranges
+from immigrationos.resolution.comparisons import Lefts, distinct, ranges
 from immigrationos.resolution.held_apart import GroupCheck, HeldApart, Pairs, held_back
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
@@ -547,7 +547,7 @@ class LinkIndex:
             elif len(rows):
                 found.append(rows)
         if len(found) > 1:
-            rows = np.unique(np.concatenate(found))
+            rows = distinct(np.concatenate(found))
         else:
             rows = found[0] if found else np.empty(0, dtype=np.int64)
         own = self.row_of(str(row.get("unique_id")))
@@ -573,7 +573,7 @@ class LinkIndex:
             found.append(numbers[keep])
         of = np.concatenate(found_of) if found_of else np.empty(0, dtype=np.int64)
         if len(of):
-            pairs = np.unique((of << 40) | np.concatenate(found))
+            pairs = distinct((of << 40) | np.concatenate(found))
             of, numbers = pairs >> 40, pairs & ((1 << 40) - 1)
         else:
             numbers = of
