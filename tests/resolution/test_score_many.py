@@ -6,6 +6,7 @@ of the feature rows would, whatever the number of candidates."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Mapping
@@ -16,8 +17,9 @@ import pyarrow as pa
 import pytest
 
 from immigrationos.resolution import held_apart, incremental
+from immigrationos.resolution import model as model_module
 from immigrationos.resolution.columns import Candidates, FeatureColumns, value_hash
-from immigrationos.resolution.comparisons import COMPARISONS, Lefts, distinct
+from immigrationos.resolution.comparisons import COMPARISONS, JaroWinklerAtLeast, Lefts, distinct
 from immigrationos.resolution.incremental import LinkIndex, TermFrequencies
 from immigrationos.resolution.model import ModelDoc, Parameters
 from immigrationos.resolution.records import FEATURE_SCHEMA, feature_row
@@ -269,3 +271,24 @@ def test_distinct_is_numpys_unique(size: int, dtype: type[np.integer[Any]]) -> N
     found = distinct(values)
     assert found.dtype == values.dtype
     assert found.tolist() == np.unique(values).tolist()
+
+
+def test_no_bound_for_a_frequency_level_on_unequal_values(
+    doc: ModelDoc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term-frequency level on other than equal values would weigh by the other side's
+    value, which the bound does not see: bounding such a model is refused, not guessed."""
+    params = Parameters(doc)
+    given = COMPARISONS[0]
+    levels = tuple(
+        dataclasses.replace(level, expr=JaroWinklerAtLeast("given", 0.8)) if level.tf else level
+        for level in given.levels
+    )
+    changed = (dataclasses.replace(given, levels=levels), *COMPARISONS[1:])
+    monkeypatch.setattr(model_module, "COMPARISONS", changed)
+    rows = _rows(5, seed=31, prefix="r")
+    columns = FeatureColumns(pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA))
+    of = np.zeros(len(rows), dtype=np.intp)
+    numbers = np.arange(len(rows), dtype=np.int64)
+    with pytest.raises(ValueError, match="given_name: level 'exact' adjusts for term frequency"):
+        params.bounds(Lefts(rows[:1], of, value_hash), Candidates(columns, numbers), {})

@@ -375,12 +375,19 @@ class Parameters:
     ) -> npt.NDArray[np.float64]:
         """Comparison ``i``'s highest weight for each left record of ``l``: its best level
         without term frequencies, or a term-frequency level with the record's own value's
-        adjustment (equal values on both sides: what :meth:`_pair_adjustment` gives)."""
+        adjustment (equal values on both sides: what :meth:`_pair_adjustment` gives). A
+        term-frequency level on anything but equal values would weigh by the other side's
+        value too, which this cannot bound: it is refused."""
         levels = COMPARISONS[i].levels
         plain = max(w for w, level in zip(self.weights[i], levels, strict=True) if not level.tf)
         best = np.full(len(l.rows), plain)
         for k, level in enumerate(levels):
             if level.tf:
+                if level.expr != Eq(level.tf):
+                    raise ValueError(
+                        f"{COMPARISONS[i].name}: level {level.label!r} adjusts for term "
+                        f"frequency on other than equal {level.tf} values; it has no bound"
+                    )
                 u = math.log2(self.u_values[i][k])
                 mine = self._own_frequencies(l, level.tf, tf)
                 adjusted = [self.weights[i][k] + (u - math.log2(f) if f > 0 else 0.0) for f in mine]
