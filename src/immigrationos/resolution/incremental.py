@@ -675,12 +675,9 @@ class LinkIndex:
         ones scored. Most candidates of a common name are of this kind: a namesake born in
         the same year on another day (-9 for the birth date) cannot make up for it with names
         that, being common, weigh little."""
-        if len(rows) <= PRUNE_ABOVE:
-            return rows, 0
-        one = Lefts([row], np.zeros(len(rows), dtype=np.intp), value_hash)
-        bound = self.params.bounds(one, Candidates(self.features, rows), self.tf)
-        keep = bound >= self.doc.review_weight - _BOUND_SLACK
-        return rows[keep], len(rows) - int(np.count_nonzero(keep))
+        one = Batch(np.zeros(len(rows), dtype=np.intp), rows, [[]])
+        kept, pruned = self.prune_many([row], one)
+        return kept.rows, pruned[0]
 
     def prune_many(
         self, rows: Sequence[Mapping[str, Any]], batch: Batch
