@@ -21,8 +21,9 @@ Ours, NATS end to end: a SQLite store in a temporary file (migrated, the shipped
 source registered, the index's persons inserted as ``persons`` rows so that the departures'
 and links' foreign keys hold), a JetStream stream of its own (deleted at the end), the events
 published with ``Nats-Msg-Id`` by ``nats_transport.publish`` in a child process (a producer is
-another process), and consumed here from a durable pull consumer in batches of 256 by a
-``Processor`` sharing the in-memory matcher, each batch committed and then acknowledged.
+another process), and consumed here from a durable pull consumer in batches of up to
+``BATCH`` (1,024) by a ``Processor`` sharing the in-memory matcher, each batch committed and
+then acknowledged.
 Each run on a fresh copy of the store and its own slice of the sample (:class:`Budget`):
 *flat out* (50,000 events published as fast as the server acknowledges; events/s from the
 first publication to the last commit; its latency is mostly queueing behind the backlog) and
@@ -70,7 +71,7 @@ from immigrationos.departures import nats_transport
 from immigrationos.departures.accuracy import score
 from immigrationos.departures.events import Malformed, read_event
 from immigrationos.departures.matcher import Event, Matcher, raw_record
-from immigrationos.departures.service import SOURCE, Outcome, Processor, Received
+from immigrationos.departures.service import BATCH, SOURCE, Outcome, Processor, Received
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.purposes import Purpose
 from immigrationos.persons.models import Person
@@ -91,7 +92,6 @@ from benchmarks.resolution_link import _features, _peer_ranked, _peer_setup, _wo
 
 TARGET_PERSONS = 1_000_000
 QUICK_PERSONS = 20_000
-BATCH = 256
 TARGET_MATCHER_RATE = 20_000.0
 TARGET_NATS_RATE = 5_000.0
 TARGET_NATS_P99_MS = 100.0
@@ -722,12 +722,13 @@ def targets(rows: list[dict[str, Any]]) -> list[Target]:
 
 NOTES = [
     "events_per_s: in process and peer, events / the time spent matching (one thread; one "
-    "event at a time, or Matcher.match_many on batches of 256, the batch the consumers "
+    f"event at a time, or Matcher.match_many on batches of {BATCH:,}, the most the consumers "
     "fetch, decisions equal to one at a time); NATS, events committed / (last commit − first "
     "publication)",
     "latency: in process, Matcher.match (the event's feature row included), in batches the "
     "batch's time (every event of a batch waits for all of it); NATS, from the "
-    "server's publication timestamp to the batch's commit (batches of 256, acknowledged after "
+    f"server's publication timestamp to the batch's commit (batches of up to {BATCH:,}, "
+    "acknowledged after "
     "the commit); flat-out latency is mostly the wait behind the backlog, the paced runs give "
     "the latency at a given load; peer, one predict_between call given the feature row",
     "vs_peer: events_per_s / the peer's; accuracy against the world's truth "

@@ -46,7 +46,7 @@ def test_report_has_every_system_with_positive_figures(
     systems = [row["system"] for row in payload["rows"]]
     assert systems[:4] == [
         "ours: Matcher.match, in process, one event at a time, 1 thread",
-        "ours: Matcher.match_many, in process, batches of 256, 1 thread",
+        "ours: Matcher.match_many, in process, batches of 1024, 1 thread",
         "ours: NATS end to end, published flat out",
         "ours: NATS end to end, paced at 5,000/s",
     ]

@@ -146,6 +146,36 @@ def test_added_record_is_found_by_the_next_link(world: World, doc: ModelDoc) -> 
         index.add(first["unique_id"], feature_row(first), decision.person_id)
 
 
+def test_records_added_together_index_as_each_alone(world: World, doc: ModelDoc) -> None:
+    """``add_many`` leaves the index ``add`` one by one leaves (blocks, persons, traits, term
+    frequencies, documents), so every later link decides the same; it refuses a record the
+    index holds, or one given twice, before adding anything."""
+    truth = world[2]
+    members = sorted(_members(truth).items())
+    held = {rs[-1] for _, rs in members if len(rs) >= 2}
+    kept, rows = _split(world, held)
+    one, many = (LinkIndex.build(kept, truth.entity_of, doc) for _ in range(2))
+    added = [(str(r["unique_id"]), feature_row(r), truth.entity_of[str(r["unique_id"])])
+             for r in rows[:40]]  # fmt: skip
+    added.append(("unknown-person", feature_row({**rows[40], "unique_id": "x"}), "per-new"))
+    for uid, row, person in added:
+        one.add(uid, row, person)
+    many.add_many(added)
+    assert len(one) == len(many) and [many.person_of(u) for u, _, _ in added] == [
+        one.person_of(u) for u, _, _ in added
+    ]
+    assert [b.added for b in many._blocks] == [b.added for b in one._blocks]
+    assert many.tf == one.tf
+    probes = [feature_row({**r, "unique_id": f"probe-{i}"}) for i, r in enumerate(rows)]
+    assert [_same(d) for d in many.link_many(probes)] == [_same(d) for d in one.link_many(probes)]
+    size = len(many)
+    with pytest.raises(ValueError, match="already in the index"):
+        many.add_many([("fresh", added[0][1], "per-new"), added[0]])
+    with pytest.raises(ValueError, match="given twice"):
+        many.add_many([("fresh", added[0][1], "per-new")] * 2)
+    assert len(many) == size and "fresh" not in many
+
+
 def test_index_blocks_every_pair_splink_blocks(
     world: World, doc: ModelDoc, pairs: pa.Table
 ) -> None:

@@ -85,7 +85,9 @@ def replay_cmd(
     rate: float | None = typer.Option(
         None, "--rate", "-r", min=0.1, help="Events per second (default: as fast as it goes)."
     ),
-    batch: int = typer.Option(256, "--batch", min=1, help="Events per transaction at most."),
+    batch: int = typer.Option(
+        service.BATCH, "--batch", min=1, help="Events per transaction at most."
+    ),
     since: str | None = typer.Option(
         None, "--since", help="Only events that occurred at or after this ISO date/time."
     ),
@@ -126,7 +128,9 @@ def consume_cmd(
     transport: str = typer.Option("nats", "--transport", help="nats (durable pull consumer)."),
     url: str | None = NATS_URL,
     durable: str = typer.Option("immos-departures", "--durable", help="Consumer name."),
-    batch: int = typer.Option(256, "--batch", min=1, help="Messages per fetch."),
+    batch: int = typer.Option(
+        service.BATCH, "--batch", min=1, help="Messages per fetch (and transaction) at most."
+    ),
     idle_exit: float | None = typer.Option(
         None, "--idle-exit", help="Stop after this many seconds without messages."
     ),

@@ -241,12 +241,21 @@ class Matcher:
     ) -> None:
         """A departure record now belongs to ``person_id``: the next event sees it (``row``:
         its feature row, when the match computed it under the same ``unique_id``)."""
-        if unique_id in self.index:
-            return
-        if row is None or row.get("unique_id") != unique_id:
-            row = records.feature_row(raw_record(event, unique_id))
-        self.index.add(unique_id, row, person_id)
-        self.added.add(unique_id)
+        self.add_many([(unique_id, event, person_id, row)])
+
+    def add_many(self, added: Sequence[tuple[str, Event, str, dict[str, Any] | None]]) -> None:
+        """:meth:`add` of several departure records (unique id, event, person, feature row
+        or None) at once (:meth:`LinkIndex.add_many`); records the index holds are skipped."""
+        fresh: dict[str, tuple[str, dict[str, Any], str]] = {}
+        held = self.index.rows_of([unique_id for unique_id, _, _, _ in added])
+        for (unique_id, event, person_id, row), at in zip(added, held, strict=True):
+            if at is not None or unique_id in fresh:
+                continue
+            if row is None or row.get("unique_id") != unique_id:
+                row = records.feature_row(raw_record(event, unique_id))
+            fresh[unique_id] = (unique_id, row, person_id)
+        self.index.add_many(list(fresh.values()))
+        self.added.update(fresh)
 
     def stale(self, gw: Gateway) -> bool:
         """Whether a resolution run replaced the index this matcher was built from, or a
@@ -270,9 +279,13 @@ class Matcher:
         fresh = {r: p for r, p in known if r not in self.index}
         if fresh:
             wanted = select(SourceRecord).where(SourceRecord.id.in_(list(fresh)))
-            for record in gw.select(wanted, SourceRecord, params={"job": "departure matcher"}):
-                raw = records.raw_of(gw, record)
-                self.index.add(record.id, records.feature_row(raw), fresh[record.id])
+            found = gw.select(wanted, SourceRecord, params={"job": "departure matcher"})
+            self.index.add_many(
+                [
+                    (record.id, records.feature_row(records.raw_of(gw, record)), fresh[record.id])
+                    for record in found
+                ]
+            )
         return len(fresh)
 
 

@@ -40,7 +40,7 @@ class Departure(PersonalData, Provenance, Base):
     carrier: Mapped[str | None] = mapped_column(String(64))
     flight: Mapped[str | None] = mapped_column(String(16))
     document_type: Mapped[str | None] = mapped_column(String(16))
-    document_no: Mapped[str | None] = mapped_column(String(32), index=True)
+    document_no: Mapped[str | None] = mapped_column(String(32))
     document_country: Mapped[str | None] = mapped_column(String(3))
     document_expiry: Mapped[date | None] = mapped_column()
     match_band: Mapped[str] = mapped_column(String(16), default="unmatched")

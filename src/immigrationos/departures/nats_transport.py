@@ -59,7 +59,7 @@ from immigrationos.core.clock import utcnow
 from immigrationos.core.errors import ValidationFailed
 from immigrationos.core.settings import Settings
 from immigrationos.departures.events import read_event
-from immigrationos.departures.service import SOURCE, Outcome, Processor, Received
+from immigrationos.departures.service import BATCH, SOURCE, Outcome, Processor, Received
 from immigrationos.gateway.context import system_context
 from immigrationos.gateway.core import unit_of_work
 from immigrationos.gateway.purposes import Purpose
@@ -479,7 +479,7 @@ async def consume(
     runtime: Runtime,
     url: str | None = None,
     durable: str = DURABLE,
-    batch_size: int = 256,
+    batch_size: int = BATCH,
     max_wait: float = 1.0,
     stop: asyncio.Event | None = None,
     idle_exit: float | None = None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from immigrationos.departures.service import Outcome, Processor, Received
+from immigrationos.departures.service import BATCH, Outcome, Processor, Received
 
 
 @dataclass
@@ -68,7 +68,7 @@ def replay(
     processor: Processor,
     lines: Iterable[bytes],
     rate: float | None = None,
-    batch_size: int = 256,
+    batch_size: int = BATCH,
     max_delay: float = 0.05,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:

@@ -53,9 +53,10 @@ from immigrationos.lifecycle.models import CaseEvent, EnforcementCase
 from immigrationos.persons.models import RecordLink
 from immigrationos.runtime import Runtime
 from immigrationos.sources.models import IngestBatch, SourceRecord
-from immigrationos.sources.plan import content_hash, record_id
+from immigrationos.sources.plan import record_id, serialised
 from immigrationos.sources.registry import agreement_in_force
 from immigrationos.store import bulk
+from immigrationos.store.bulk import RawJSON
 
 SOURCE = "departures"
 #: A manifest or exit confirms a self-report of the same person that occurred this long
@@ -70,6 +71,14 @@ REFRESH_SECONDS = 60.0
 #: records after 75,000 events at 1M persons: 0.2 s a collection). Settling 2,000 walks
 #: about 40,000 objects once (~30 ms).
 SETTLE_AFTER = 2_000
+#: Events a transport hands to :meth:`Processor.process` at most, in one transaction. A
+#: transport takes what has arrived up to this many, so under a light load batches are small
+#: and each event waits only for its own; a backlog is worked off in full batches, where
+#: part of the cost is per batch (the commit writes each index page a batch touched once,
+#: however many of its rows went there; the de-duplication and confirmation reads are one
+#: statement each): at 1M persons, batches of 1,024 applied about 15-25 % more events a
+#: second than batches of 256 (docs/benchmarks-departures.md).
+BATCH = 1024
 STEP_FOR_STATE = {
     "REMOVAL_SCHEDULED": "removal_verified",
     "VD_GRANTED": "voluntary_departure_verified",
@@ -120,7 +129,8 @@ class _Pending:
     event: Event
     record_id: str
     departure_id: str
-    payload: dict[str, Any]
+    payload: RawJSON
+    """The event as its source record stores it (JSON text), also the departure's payload."""
     digest: str
     match: MatchResult
     outcome: Outcome
@@ -212,12 +222,17 @@ class Processor:
                 outcomes, pending = self._transaction(batch)
             else:
                 return [o for item in batch for o in self.process([item])]
-        for p in pending:
-            # A departure verified by its document adds nothing the index lacks; one verified
-            # otherwise (a renewed passport, say) is added, so the next one finds it by document.
-            path = p.match.explanation.get("path")
-            if p.outcome.band == "verified" and p.outcome.person_id and path != "document":
-                self.matcher.add(p.record_id, p.event, p.outcome.person_id, p.match.row)
+        # A departure verified by its document adds nothing the index lacks; one verified
+        # otherwise (a renewed passport, say) is added, so the next one finds it by document.
+        self.matcher.add_many(
+            [
+                (p.record_id, p.event, p.outcome.person_id, p.match.row)
+                for p in pending
+                if p.outcome.band == "verified"
+                and p.outcome.person_id
+                and p.match.explanation.get("path") != "document"
+            ]
+        )
         if self.long_lived and len(self.matcher.index) - self.settled >= SETTLE_AFTER:
             self.settle(added_only=True)
         return outcomes
@@ -309,8 +324,9 @@ class Processor:
         """Match the batch's new events together (:meth:`Matcher.match_many`)."""
         keyed = []
         for item, event in fresh:
-            payload = event.model_dump(mode="json", exclude_none=True, exclude={"schema_version"})
-            digest = content_hash(payload, {})
+            payload, digest = serialised(
+                event.model_dump(mode="json", exclude_none=True, exclude={"schema_version"})
+            )
             rid = record_id(SOURCE, event.event_id, 1, digest)
             keyed.append((item, event, rid, payload, digest))
         matches = self.matcher.match_many([(event, rid) for _, event, rid, _, _ in keyed])
@@ -391,10 +407,15 @@ class Processor:
 
     def _confirm(self, gw: Gateway, pending: list[_Pending]) -> None:
         """Pair self-reports with the manifests or exits that confirm them, for the verified
-        events of the batch (in either order of arrival), with one read for the batch.
+        events of the batch (in either order of arrival).
 
         A manifest or exit of the same person that occurred between a day before and five
         days after a self-report confirms it and takes its report time; each confirms one.
+        Two reads a batch: the self-reports of the batch's persons (the batch's own are
+        written already), and, only for persons who have one, their manifests and exits.
+        Few persons have a self-report, so the second read is small and the first returns
+        few rows (reading every departure of every person of the batch, their times parsed,
+        cost more than matching a batch's events).
         """
         verified = {p.departure_id: p for p in pending if p.outcome.band == "verified"}
         persons = {p.outcome.person_id for p in verified.values() if p.outcome.person_id}
@@ -402,35 +423,46 @@ class Processor:
             return
         times = [p.event.occurred for p in verified.values()]
         dep = Departure
-        stmt = select(
+        window = select(
             dep.id, dep.person_id, dep.channel, dep.occurred_at, dep.reported_at, dep.confirms_id
         ).where(
-            dep.person_id.in_(persons),
             dep.match_band == "verified",
             dep.occurred_at >= min(times) - CONFIRM_BEFORE - CONFIRM_AFTER,
             dep.occurred_at <= max(times) + CONFIRM_BEFORE + CONFIRM_AFTER,
         )
-        rows = gw.rows(stmt, Departure, params={"job": "self-report confirmation"})
-        reports = [r for r in rows if r.channel == "self_report"]
+        job = {"job": "self-report confirmation"}
+        reports = gw.rows(
+            window.where(dep.person_id.in_(persons), dep.channel == "self_report"),
+            Departure,
+            params=job,
+        )
         if not reports:
             return
-        taken = {r.confirms_id for r in rows if r.confirms_id}
-        exits = sorted((r for r in rows if r.channel != "self_report" and not r.confirms_id),
-                       key=lambda r: (_aware(r.occurred_at), r.id))  # fmt: skip
+        others = gw.rows(
+            window.where(
+                dep.person_id.in_({r.person_id for r in reports}), dep.channel != "self_report"
+            ),
+            Departure,
+            params=job,
+        )
+        taken = {r.confirms_id for r in others if r.confirms_id}
+        exits: dict[str, list[Any]] = {}
+        for other in sorted((r for r in others if not r.confirms_id),
+                            key=lambda r: (_aware(r.occurred_at), r.id)):  # fmt: skip
+            exits.setdefault(other.person_id, []).append(other)
         changes: list[dict[str, Any]] = []
         for report in sorted(reports, key=lambda r: (_aware(r.occurred_at), r.id)):
             if report.id in taken:
                 continue
             at = _aware(report.occurred_at)
-            for other in exits:
-                if (
-                    other.person_id == report.person_id
-                    and at - CONFIRM_AFTER <= _aware(other.occurred_at) <= at + CONFIRM_BEFORE
-                    and (report.id in verified or other.id in verified)
+            candidates = exits.get(report.person_id, [])
+            for other in candidates:
+                if at - CONFIRM_AFTER <= _aware(other.occurred_at) <= at + CONFIRM_BEFORE and (
+                    report.id in verified or other.id in verified
                 ):
                     changes.append({"id": other.id, "confirms_id": report.id,
                                     "reported_at": report.reported_at})  # fmt: skip
-                    exits.remove(other)
+                    candidates.remove(other)
                     for mine, theirs in ((report.id, other.id), (other.id, report.id)):
                         if mine in verified:
                             verified[mine].outcome.effects.append({"confirmation": theirs})

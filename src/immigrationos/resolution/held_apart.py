@@ -97,12 +97,19 @@ class GroupCheck:
     def add(self, row: int, code: int) -> None:
         """A record added to the index after the build (its features already appended), as
         row ``row`` of person ``code``."""
-        if row >= len(self._values):
-            grown = np.zeros((int(row * 1.25) + 1024, len(self.traits)), dtype=np.uint64)
+        self.add_many(row, [code])
+
+    def add_many(self, first: int, codes: Sequence[int]) -> None:
+        """Records added to the index after the build (their features already appended), as
+        rows ``first``, ``first + 1``, … of persons ``codes``, read in one slice."""
+        stop = first + len(codes)
+        if stop > len(self._values):
+            grown = np.zeros((int(stop * 1.25) + 1024, len(self.traits)), dtype=np.uint64)
             grown[: len(self._values)] = self._values
             self._values = grown
-        self._values[row] = self._held_of(row, row + 1)[0]
-        self._added.setdefault(code, []).append(row)
+        self._values[first:stop] = self._held_of(first, stop)
+        for row, code in enumerate(codes, start=first):
+            self._added.setdefault(code, []).append(row)
 
     def trait_keys(self, rows: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.uint64]:
         """The trait values of feature rows as the index holds them (0: none; a birth date

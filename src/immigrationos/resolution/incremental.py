@@ -873,26 +873,46 @@ class LinkIndex:
     def add(self, unique_id: str, row: Mapping[str, Any], person_id: str) -> None:
         """Add a record (its feature row) to ``person_id``, new or existing; the next
         :meth:`link` finds it. A record already in the index is refused."""
-        if unique_id in self:
-            raise ValueError(f"record {unique_id} is already in the index")
-        number = len(self)
-        stored = {**{c: row.get(c) for c in FEATURE_SCHEMA.names}, "unique_id": unique_id}
-        self._added_rows.append(stored)
-        self._added_uids[unique_id] = number
-        if self.features.append(stored) != number:
-            raise AssertionError("the feature columns and the index disagree on row numbers")
-        if number >= len(self._codes):
-            more = np.zeros(number // 4 + 1024, dtype=self._codes.dtype)
+        self.add_many([(unique_id, row, person_id)])
+
+    def add_many(self, added: Sequence[tuple[str, Mapping[str, Any], str]]) -> None:
+        """:meth:`add` of several records (unique id, feature row, person), in order: their
+        blocking keys made as arrays (as :meth:`link_many` makes a batch's) and their traits
+        read in one slice; the index is the one adding them one by one would give. A record
+        already in the index, or twice in ``added``, is refused before anything is added."""
+        uids = [uid for uid, _, _ in added]
+        for uid, held in zip(uids, self.rows_of(uids), strict=True):
+            if held is not None:
+                raise ValueError(f"record {uid} is already in the index")
+        if len(set(uids)) < len(uids):
+            raise ValueError("a record is given twice")
+        first = len(self)
+        stored_rows = []
+        for number, (uid, row, _) in enumerate(added, start=first):
+            stored = {**{c: row.get(c) for c in FEATURE_SCHEMA.names}, "unique_id": uid}
+            self._added_rows.append(stored)
+            self._added_uids[uid] = number
+            if self.features.append(stored) != number:
+                raise AssertionError("the feature columns and the index disagree on row numbers")
+            stored_rows.append(stored)
+        stop = first + len(added)
+        if stop > len(self._codes):
+            more = np.zeros(stop // 4 + 1024, dtype=self._codes.dtype)
             self._codes = np.concatenate([self._codes, more])
-        self._codes[number] = self._person_code(person_id)
-        self._group.add(number, int(self._codes[number]))
+        codes = [self._person_code(person) for _, _, person in added]
+        self._codes[first:stop] = codes
+        self._group.add_many(first, codes)
+        hashes = _Hashed(stored_rows)
         for probe, block in zip(self.probes, self._blocks, strict=True):
-            values = [stored.get(c) for c in probe.indexed]
-            if all(v is not None for v in values):
-                block.added.setdefault(key_hash(values), []).append(number)
+            who, keys = keys_of([hashes[c] for c in probe.indexed])
+            for i, key in zip(who.tolist(), keys.tolist(), strict=True):
+                block.added.setdefault(key, []).append(first + i)
         for column in TF_COLUMNS:
-            self.tf[column].add(stored.get(column))
-        self._index_document(stored, number)
+            frequencies = self.tf[column]
+            for stored in stored_rows:
+                frequencies.add(stored.get(column))
+        for number, stored in enumerate(stored_rows, start=first):
+            self._index_document(stored, number)
 
     def _person_code(self, person_id: str) -> int:
         code = self._code_of.get(person_id)

@@ -74,6 +74,13 @@ def content_hash(payload: dict[str, Any], flags: dict[str, Any]) -> str:
     return _serialised(payload, flags)[2]
 
 
+def serialised(payload: dict[str, Any]) -> tuple[RawJSON, str]:
+    """A payload without flags as the JSON text a record stores, and its content hash (one
+    serialisation for both)."""
+    text, _, digest = _serialised(payload, {})
+    return text, digest
+
+
 def _serialised(payload: dict[str, Any], flags: dict[str, Any]) -> tuple[RawJSON, RawJSON, str]:
     """Payload and flags as JSON text, and the content hash over both (one serialisation)."""
     p = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
