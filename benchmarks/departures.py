@@ -419,8 +419,8 @@ async def through_nats(
     The consuming loop is written here with nats-py, around ``Processor.process``, because
     ``nats_transport.consume`` builds its processor (and so its matcher) from the store's
     person index, which this benchmark does not load: its index is the truth, in memory. It
-    uses the transport's own stream and consumer configuration, batch size and order (process
-    and commit, then acknowledge).
+    uses the transport's own stream and consumer configuration, batch size, fetch
+    (:func:`nats_transport.queued_first`) and order (process and commit, then acknowledge).
     """
     url = nats_transport.nats_url()
     stream = f"IMMOS_BENCH_DEPARTURES_{os.getpid()}_{name.upper()}"
@@ -435,6 +435,7 @@ async def through_nats(
         config = nats_transport.consumer_config("bench", subject)
         await nats_transport.ensure_consumer(js, stream, config)
         sub = await js.pull_subscribe_bind("bench", stream=stream)
+        nats_transport.queued_first(sub)
         child = await _publisher(url, stream, subject, path, rate)
         return await _consume(nc, sub, processor, child)
     finally:

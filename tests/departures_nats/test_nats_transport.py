@@ -155,3 +155,45 @@ def test_a_store_without_the_departures_source_is_refused_before_connecting(tmp_
 )
 def test_only_a_well_formed_event_id_becomes_the_message_id(raw: bytes, expected: str) -> None:
     assert message_id(raw) == expected
+
+
+def test_a_fetch_takes_queued_messages_at_once_in_order_and_still_waits_when_none(
+    nats_names: Names,
+) -> None:
+    """The consumer's fetch (nats-py's, with queued messages taken without a round of the
+    event loop each) returns every published message once, in stream order, in batches of
+    the size asked; with nothing left it waits for the timeout as before."""
+    events = synthetic_events(50, "QF")
+    publish_sync(NATS_URL, events, **nats_names.routing)
+
+    async def fetch_all() -> tuple[list[bytes], list[int], float]:
+        nc = await nats.connect(NATS_URL)
+        try:
+            js = nc.jetstream()
+            config = nats_transport.consumer_config(
+                nats_names.durable, nats_names.subject, 30.0, 1000
+            )
+            await nats_transport.ensure_consumer(js, nats_names.stream, config)
+            sub = await js.pull_subscribe_bind(nats_names.durable, stream=nats_names.stream)
+            waiting = sub._sub.next_msg
+            nats_transport.queued_first(sub)
+            assert sub._sub.next_msg is not waiting
+            got, sizes = [], []
+            while len(got) < len(events):
+                msgs = await sub.fetch(16, timeout=2.0)
+                sizes.append(len(msgs))
+                for msg in msgs:
+                    got.append(msg.data)
+                    await msg.ack()
+            assert sub._sub.pending_msgs == 0 and sub._sub.pending_bytes == 0
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(nats.errors.TimeoutError):
+                await sub.fetch(16, timeout=0.3)
+            return got, sizes, asyncio.get_running_loop().time() - started
+        finally:
+            await nc.close()
+
+    got, sizes, waited = asyncio.run(fetch_all())
+    assert got == [e.strip() for e in events]
+    assert sizes == [16, 16, 16, 2]
+    assert waited >= 0.25

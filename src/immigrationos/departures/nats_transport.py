@@ -508,6 +508,7 @@ async def consume(
             js, stream, consumer_config(durable, subject, ack_wait, max_ack_pending)
         )
         sub = await js.pull_subscribe_bind(durable, stream=stream)
+        queued_first(sub)
         consumer = _Consumer(nc, js, sub, processor, stream, durable, ack_wait)
         report = consumer.report
         report.startup_seconds = time.perf_counter() - started
@@ -517,6 +518,33 @@ async def consume(
         return report
     finally:
         await nc.close()
+
+
+def queued_first(sub: JetStreamContext.PullSubscription) -> None:
+    """Let ``sub.fetch`` take a message that has already arrived without waiting for it.
+
+    nats-py (2.16) collects a fetched batch message by message with ``next_msg``, which makes
+    a uuid and two tasks per message and goes round the event loop for each, even when the
+    message sits in the subscription's queue already (a batch arrives in a few reads): 20-30
+    µs of CPU a message, a tenth of the consumer's. A message already queued is now taken at
+    once, as ``next_msg`` would return it; an empty queue still waits through ``next_msg``.
+    A client without the attributes this relies on is left as it is.
+    """
+    inner = getattr(sub, "_sub", None)
+    queue = getattr(inner, "_pending_queue", None)
+    if inner is None or not isinstance(queue, asyncio.Queue) or not hasattr(inner, "_conn"):
+        return
+    waiting = inner.next_msg
+
+    async def next_msg(timeout: float | None = 1.0) -> Msg:
+        if queue.empty() or inner._conn.is_closed:
+            return await waiting(timeout)
+        msg: Msg = queue.get_nowait()
+        inner._pending_size -= len(msg.data)
+        queue.task_done()
+        return msg
+
+    inner.next_msg = next_msg
 
 
 async def _loop(

@@ -402,21 +402,30 @@ def _sex(value: str | None) -> str | None:
 
 
 def _other_ids(values: list[str] | None) -> list[str]:
-    return sorted({_ident(v) or "" for v in values or []} - {""})
+    if not values:
+        return []
+    return sorted({_ident(v) or "" for v in values} - {""})
 
 
 def feature_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The compared keys of one raw record (see :data:`FEATURE_SCHEMA`)."""
-    return {
-        "unique_id": raw["unique_id"],
-        "source_id": raw.get("source_id"),
-        **_name_part(raw.get("given_name"), raw.get("family_name"), raw.get("middle_name")),
-        **_dob_keys(raw.get("birth_date")),
-        "sex": _sex(raw.get("sex")),
-        **{c: _code(raw.get(c)) for c in _CODES},
-        **{c: _ident(raw.get(c)) for c in _IDS},
-        "other_ids": _other_ids(raw.get("other_ids")),
-    }
+    """The compared keys of one raw record (see :data:`FEATURE_SCHEMA`). Written out key by
+    key rather than with comprehensions: the departure matcher makes one per event, and this
+    form takes about half the time."""
+    get = raw.get
+    row = {"unique_id": raw["unique_id"], "source_id": get("source_id")}
+    row.update(_given_part(get("given_name"), get("middle_name")))
+    row.update(_family_part(get("family_name")))
+    row.update(_dob_keys(get("birth_date")))
+    row["sex"] = _sex(get("sex"))
+    row["nationality"] = _code(get("nationality"))
+    row["passport_country"] = _code(get("passport_country"))
+    row["a_number"] = _ident(get("a_number"))
+    row["passport_no"] = _ident(get("passport_no"))
+    row["fin"] = _ident(get("fin"))
+    row["itin"] = _ident(get("itin"))
+    row["national_id"] = _ident(get("national_id"))
+    row["other_ids"] = _other_ids(get("other_ids"))
+    return row
 
 
 def _mapped(values: Iterable[Any], fn: Any) -> list[Any]:
