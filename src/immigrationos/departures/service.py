@@ -56,7 +56,6 @@ from immigrationos.sources.models import IngestBatch, SourceRecord
 from immigrationos.sources.plan import record_id, serialised
 from immigrationos.sources.registry import agreement_in_force
 from immigrationos.store import bulk
-from immigrationos.store.bulk import RawJSON
 
 SOURCE = "departures"
 #: A manifest or exit confirms a self-report of the same person that occurred this long
@@ -129,7 +128,7 @@ class _Pending:
     event: Event
     record_id: str
     departure_id: str
-    payload: RawJSON
+    payload: bulk.RawJSON
     """The event as its source record stores it (JSON text), also the departure's payload."""
     digest: str
     match: MatchResult

@@ -880,6 +880,8 @@ class LinkIndex:
         blocking keys made as arrays (as :meth:`link_many` makes a batch's) and their traits
         read in one slice; the index is the one adding them one by one would give. A record
         already in the index, or twice in ``added``, is refused before anything is added."""
+        if not added:
+            return  # a batch that verified nothing new: no array calls
         uids = [uid for uid, _, _ in added]
         for uid, held in zip(uids, self.rows_of(uids), strict=True):
             if held is not None:
