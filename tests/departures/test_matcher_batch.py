@@ -1,7 +1,8 @@
 """Matching a batch of departure events at once decides each event as matching it alone:
 the same band, person, weight and explanation (timings aside), on every path (document
 agreement, document comparison, fuzzy; verified, review, unmatched), and a held record still
-verifies nobody."""
+verifies nobody. A batch scores its document comparisons together, and its fuzzy events
+together."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def test_a_batch_decides_each_event_as_alone(processor: Processor, departure_wor
     assert [_decided(r) for r in together] == [_decided(r) for r in alone]
     paths = {(r.band, r.explanation["path"]) for r in alone}
     assert {("verified", "document"), ("verified", "fuzzy"), ("review", "fuzzy")} <= paths
+    # Some documents' holders were compared in full (a batch scores those together).
+    assert any(r.explanation["path"] == "document" and "agreed" not in r.explanation
+               for r in alone)  # fmt: skip
     assert any(r.band == "unmatched" for r in alone)
     assert together[0].explanation["batch"] == 256 and together[-1].explanation["batch"] == 88
     assert all(r.micros > 0 for r in together)

@@ -85,10 +85,19 @@ def test_array_scores_equal_pair_scores(doc: ModelDoc, appended: int, scored: in
             assert params.score(mine, stored[pair], tf) == expected, (left, right)
 
 
+#: The identifiers a departure event never carries.
+UNCARRIED = {"a_number": None, "fin": None, "itin": None, "national_id": None, "other_ids": []}
+
+
+@pytest.mark.parametrize("lacking", [False, True], ids=["mixed", "no-identifiers"])
 @pytest.mark.parametrize("appended", [0, 120], ids=["built", "appended"])
-def test_pairs_of_many_records_score_as_each_record_alone(doc: ModelDoc, appended: int) -> None:
+def test_pairs_of_many_records_score_as_each_record_alone(
+    doc: ModelDoc, appended: int, lacking: bool
+) -> None:
     """A batch of records, each against its own candidates (some none, some one, some
-    hundreds), scores every pair as that record scored alone against its candidates."""
+    hundreds), scores every pair as that record scored alone against its candidates; also
+    when no record of the batch has an A-number, FIN, ITIN, national id or other id (as a
+    batch of departures), where those comparisons stop at their null level at once."""
     rows = _rows(300, seed=appended + 3, prefix="r")
     table = pa.Table.from_pylist(rows[: len(rows) - appended], schema=FEATURE_SCHEMA)
     columns = FeatureColumns(table)
@@ -98,6 +107,8 @@ def test_pairs_of_many_records_score_as_each_record_alone(doc: ModelDoc, appende
     tf = {c: TermFrequencies.of(table.column(c)) for c in ("given", "family")}
     rng = random.Random(appended)
     lefts = _rows(40, seed=11, prefix="l")
+    if lacking:
+        lefts = [{**left, **UNCARRIED} for left in lefts]
     chosen = [sorted(rng.sample(range(300), rng.choice([0, 1, 3, 40, 299]))) for _ in lefts]
     of = np.array([i for i, c in enumerate(chosen) for _ in c], dtype=np.intp)
     flat = np.array([n for c in chosen for n in c], dtype=np.int64)

@@ -135,17 +135,26 @@ class Matcher:
     def match_many(self, events: Sequence[tuple[Event, str]]) -> list[MatchResult]:
         """:meth:`match` of several events (each with its record's unique id), decided as
         one by one, none seeing another (add the verified ones afterwards), at a fraction of
-        the cost: the documents are looked up together (:meth:`LinkIndex.document_rows_many`)
-        and the events needing the fuzzy path are scored together
+        the cost: the documents are looked up together (:meth:`LinkIndex.document_rows_many`),
+        the documents' holders that need the full comparison are scored together
+        (:meth:`LinkIndex.by_document_many`), and so are the events needing the fuzzy path
         (:meth:`LinkIndex.link_many`). Each result's ``micros`` is its share of the batch's
         time; its explanation says how many events the batch had."""
         started = time.perf_counter()
         rows = [records.feature_row(raw_record(event, uid)) for event, uid in events]
         holders = self.index.document_rows_many(rows)
         results = [
-            self._by_document(row, found) if found else None
+            _agreement(row, found) if found else None
             for row, found in zip(rows, holders, strict=True)
         ]
+        compared = [i for i, found in enumerate(holders) if found and results[i] is None]
+        if compared:
+            rankings = self.index.by_document_many(
+                [rows[i] for i in compared], [holders[i] for i in compared]
+            )
+            for i, ranked in zip(compared, rankings, strict=True):
+                if ranked.top:
+                    results[i] = self._document(ranked)
         fuzzy = [i for i, result in enumerate(results) if result is None]
         if fuzzy:
             decisions = self.index.link_many([rows[i] for i in fuzzy])

@@ -41,22 +41,35 @@ _GROWTH = 1.25
 _SEPARATOR = "\x1f"
 
 
-@lru_cache(maxsize=1 << 20)
-def value_hash(value: Any) -> int:
+def unique_hash(value: Any) -> int:
     """A stable 64-bit hash of one key value (the same in every process and for every column,
-    so that a rule comparing two different columns finds equal values). Cached: names and
-    dates repeat."""
+    so that a rule comparing two different columns finds equal values), not cached: for
+    values that seldom repeat (identifiers, record ids), which in :func:`value_hash`'s cache
+    would only push out the names and dates that do (a full cache's miss costs about three
+    times the hash)."""
     digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") or 1
 
 
-def column_hashes(column: pa.ChunkedArray | pa.Array) -> Hashes:
-    """Per row, the hash of its value, 0 where it has none (distinct values hashed once)."""
+#: :func:`unique_hash`, cached: names and dates repeat.
+value_hash = lru_cache(maxsize=1 << 20)(unique_hash)
+
+
+#: Columns whose values seldom repeat: hashed without :func:`value_hash`'s cache.
+IDENTIFIER_COLUMNS = frozenset(
+    {"unique_id", "a_number", "passport_no", "fin", "itin", "national_id"}
+)
+
+
+def column_hashes(column: pa.ChunkedArray | pa.Array, unique: bool = False) -> Hashes:
+    """Per row, the hash of its value, 0 where it has none (distinct values hashed once;
+    ``unique``: values that seldom repeat, see :func:`unique_hash`)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     encoded = pc.dictionary_encode(column)
     assert isinstance(encoded, pa.DictionaryArray)
-    distinct = np.array([value_hash(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
+    key = unique_hash if unique else value_hash
+    distinct = np.array([key(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
     distinct = np.append(distinct, np.uint64(0))
     codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
     return distinct[codes]
@@ -95,7 +108,7 @@ class FeatureColumns:
                 numbers, self.sets[name] = _list_sets(column)
                 self._put(parts, name, numbers)
                 continue
-            self._put(parts, name, column_hashes(column))
+            self._put(parts, name, column_hashes(column, unique=name in IDENTIFIER_COLUMNS))
             if pa.types.is_integer(kind):
                 ints = column.fill_null(0).to_numpy().astype(np.int64)
                 self._put(parts, f"int:{name}", ints.view(np.uint64))

@@ -147,6 +147,17 @@ def ranges(
     return which, (starts - offsets)[which] + np.arange(len(which), dtype=np.int64)
 
 
+def among(values: npt.NDArray[np.integer[Any]], pool: npt.NDArray[np.integer[Any]]) -> Bools:
+    """Whether each of ``values`` is in ``pool`` (``np.isin``, by a search of the sorted pool:
+    the pools here are a few hundred numbers, the values a few thousand, where ``isin``'s
+    sort of both together costs several times more)."""
+    if not len(pool):
+        return np.zeros(len(values), dtype=np.bool_)
+    pool = np.sort(pool)
+    at = np.minimum(np.searchsorted(pool, values), len(pool) - 1)
+    return np.asarray(pool[at] == values)
+
+
 def _flatten(
     held: Sequence[Sequence[int]], dtype: type[np.integer[Any]]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
@@ -171,7 +182,7 @@ def member(
     values = values.astype(np.uint64)
     rank = np.minimum(np.searchsorted(found, values), width - 1)
     known = (found[rank] == values) & (values != 0)
-    return known & np.isin(of.astype(np.int64) * width + rank, mine)
+    return known & among(of.astype(np.int64) * width + rank, mine)
 
 
 def shares(
@@ -201,7 +212,7 @@ def shares(
     theirs = row[spread] * vocabulary + tokens[at]
     mine = rows * vocabulary + flat
     found = np.zeros(len(combos), dtype=np.bool_)
-    found[spread[np.isin(theirs, mine)]] = True
+    found[spread[among(theirs, mine)]] = True
     out[pick] = found[inverse.reshape(-1)]
     return out
 
@@ -252,10 +263,16 @@ class Lefts:
 
     def keys(self, col: str) -> npt.NDArray[np.uint64]:
         """Each pair's left value of ``col`` hashed as the columns hash it (0: missing)."""
-        key = self.key
-        return self.spread(
-            ("key", col), lambda row: 0 if row.get(col) is None else key(row[col]), np.uint64
-        )
+        name = ("key", col)
+        found = self._spread.get(name)
+        if found is None:
+            hashed = self._each.get(name)
+            if hashed is None:
+                key = self.key
+                values = [row.get(col) for row in self.rows]
+                hashed = self._each[name] = [0 if v is None else key(v) for v in values]
+            found = self._spread[name] = np.array(hashed, dtype=np.uint64)[self.of]
+        return found
 
 
 class Expr:
@@ -308,9 +325,16 @@ class Missing(Expr):
         return True if _empty(l.get(self.col)) else r.hashes(self.col) == 0
 
     def pairs(self, l: Lefts, r: Columns) -> Mask:
+        """Every pair when no left row has the value (a departure's A-number, FIN, ITIN),
+        which ends the comparison at its null level without looking further."""
         col = self.col
-        empty = l.spread(("empty", col), lambda row: _empty(row.get(col)), np.bool_)
-        return empty | (r.hashes(col) == 0)
+        lacking = l.each(("empty", col), lambda row: _empty(row.get(col)))
+        if all(lacking):
+            return True
+        missing = r.hashes(col) == 0
+        if not any(lacking):
+            return missing
+        return l.spread(("empty", col), lambda row: _empty(row.get(col)), np.bool_) | missing
 
 
 @dataclass(frozen=True)

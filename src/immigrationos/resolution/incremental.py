@@ -43,7 +43,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from immigrationos.resolution.cluster import new_person_id
-from immigrationos.resolution.columns import Candidates, FeatureColumns, column_hashes, value_hash
+from immigrationos.resolution.columns import (
+    IDENTIFIER_COLUMNS,
+    Candidates,
+    FeatureColumns,
+    column_hashes,
+    unique_hash,
+    value_hash,
+)
 from immigrationos.resolution.comparisons import Lefts, distinct, ranges
 from immigrationos.resolution.held_apart import GroupCheck, HeldApart, Pairs, held_back
 from immigrationos.resolution.model import (
@@ -117,10 +124,9 @@ class _Hashed(dict[str, Hashes]):
         self.rows = rows
 
     def __missing__(self, col: str) -> Hashes:
-        values = (row.get(col) for row in self.rows)
-        found = np.fromiter(
-            (0 if v is None else value_hash(v) for v in values), np.uint64, len(self.rows)
-        )
+        values = [row.get(col) for row in self.rows]
+        key = unique_hash if col in IDENTIFIER_COLUMNS else value_hash
+        found = np.array([0 if v is None else key(v) for v in values], dtype=np.uint64)
         self[col] = found
         return found
 
@@ -161,28 +167,33 @@ def probes_of(rules: Iterable[tuple[str, str]] = BLOCKING_RULES) -> list[Probe]:
 
 
 class SortedKeys:
-    """Sorted 64-bit keys with a directory by their top 16 bits, so that finding one key
-    searches a few dozen neighbours (a cache line or two) instead of the whole array: a
-    binary search over millions of keys misses the cache at most of its twenty-odd steps."""
+    """Sorted 64-bit keys with a directory by their top bits (about one entry per key, at
+    most 2**20), so that finding a key searches the few keys that share its top bits (a
+    cache line or two) instead of the whole array: a binary search over millions of keys
+    misses the cache at most of its twenty-odd steps."""
 
-    BITS = 16
+    MAX_BITS = 20
+    #: Below this many keys the whole array is searched (it fits in the cache).
+    SMALL = 1 << 16
 
     def __init__(self, keys: Hashes) -> None:
         self.keys = keys
-        tops = np.arange(1 << self.BITS, dtype=np.uint64) << np.uint64(64 - self.BITS)
-        self._directory = [*np.searchsorted(keys, tops).tolist(), len(keys)]
+        self.bits = min(self.MAX_BITS, max(4, len(keys).bit_length()))
+        tops = np.arange(1 << self.bits, dtype=np.uint64) << np.uint64(64 - self.bits)
+        kind = np.int32 if len(keys) < 2**31 else np.int64
+        self._directory = np.append(np.searchsorted(keys, tops), len(keys)).astype(kind)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes) + 8 * len(self._directory)
+        return int(self.keys.nbytes + self._directory.nbytes)
 
     def span(self, key: int) -> tuple[int, int]:
         """Where ``key`` sits: ``keys[lo:hi]`` are the ones equal to it."""
-        top = key >> (64 - self.BITS)
-        lo, hi = self._directory[top], self._directory[top + 1]
+        top = key >> (64 - self.bits)
+        lo, hi = int(self._directory[top]), int(self._directory[top + 1])
         if lo == hi:
             return lo, lo
         if key == _MASK:
@@ -192,9 +203,50 @@ class SortedKeys:
         return lo + first, lo + last
 
     def spans(self, keys: Hashes) -> tuple[Rows, Rows]:
-        """:meth:`span` of many keys at once (NumPy's search: for a batch of keys, the
-        directory saves less than a Python step per key costs)."""
-        return self.keys.searchsorted(keys, "left"), self.keys.searchsorted(keys, "right")
+        """:meth:`span` of many keys at once: each key's stretch of the directory bisected,
+        all keys a step at a time as arrays (a few steps: a stretch holds a few keys), and
+        its end only for the keys found (most keys of a batch find nothing). A quarter of the
+        time of NumPy's search of the whole array, at millions of keys."""
+        if len(self.keys) < self.SMALL:
+            return self._searched(keys)
+        top = (keys >> np.uint64(64 - self.bits)).astype(np.intp)
+        start = self._directory[top].astype(np.int64)
+        stop = self._directory[top + 1].astype(np.int64)
+        lo = _bisect(self.keys, start, stop.copy(), keys, right=False)
+        hi = lo.copy()
+        hit = np.flatnonzero(lo < stop)
+        hit = hit[self.keys[lo[hit]] == keys[hit]]
+        if len(hit):
+            hi[hit] = _bisect(self.keys, lo[hit] + 1, stop[hit], keys[hit], right=True)
+        return lo, hi
+
+    def _searched(self, keys: Hashes) -> tuple[Rows, Rows]:
+        """:meth:`spans` by NumPy's search of the whole array, the keys in sorted order (each
+        search then starts from where the one before ended)."""
+        if len(keys) < 2 or not len(self.keys):
+            return self.keys.searchsorted(keys, "left"), self.keys.searchsorted(keys, "right")
+        order = np.argsort(keys)
+        ordered = keys[order]
+        lo = np.empty(len(keys), dtype=np.int64)
+        hi = np.empty(len(keys), dtype=np.int64)
+        lo[order] = self.keys.searchsorted(ordered, "left")
+        hi[order] = self.keys.searchsorted(ordered, "right")
+        return lo, hi
+
+
+def _bisect(keys: Hashes, lo: Rows, hi: Rows, wanted: Hashes, right: bool) -> npt.NDArray[np.int64]:
+    """For each ``i``, the first position in ``keys[lo[i]:hi[i]]`` (sorted) whose key is
+    above ``wanted[i]`` (``right``) or not below it (else); ``hi[i]`` if none. ``lo`` and
+    ``hi`` are consumed."""
+    live = np.flatnonzero(lo < hi)
+    while len(live):
+        mid = (lo[live] + hi[live]) >> 1
+        found = keys[mid]
+        after = (found <= wanted[live]) if right else (found < wanted[live])
+        lo[live[after]] = mid[after] + 1
+        hi[live[~after]] = mid[~after]
+        live = live[lo[live] < hi[live]]
+    return lo
 
 
 @dataclass
@@ -455,7 +507,8 @@ class LinkIndex:
         table = features.select(FEATURE_SCHEMA.names).combine_chunks()
         codes, persons = _person_codes(table.column("unique_id").to_pylist(), person_of)
         probes = probes_of(rules)
-        hashed = {c: column_hashes(table.column(c)) for c in {c for p in probes for c in p.indexed}}
+        indexed = {c for p in probes for c in p.indexed}
+        hashed = {c: column_hashes(table.column(c), c in IDENTIFIER_COLUMNS) for c in indexed}
         blocks = [_Block.build([hashed[c] for c in p.indexed]) for p in probes]
         index = cls(table, codes, persons, doc, probes, blocks)
         index._taken.update(known_person_ids)
@@ -484,11 +537,11 @@ class LinkIndex:
         """The row number of a record, or None if it is not in the index."""
         if unique_id in self._added_uids:
             return self._added_uids[unique_id]
-        return self._indexed_row(unique_id, *self._uid_keys.span(value_hash(unique_id)))
+        return self._indexed_row(unique_id, *self._uid_keys.span(unique_hash(unique_id)))
 
     def rows_of(self, unique_ids: Sequence[str]) -> list[int | None]:
         """:meth:`row_of` of several records (the indexed ones' hashes searched at once)."""
-        keys = np.fromiter((value_hash(u) for u in unique_ids), np.uint64, len(unique_ids))
+        keys = np.fromiter((unique_hash(u) for u in unique_ids), np.uint64, len(unique_ids))
         lo, hi = self._uid_keys.spans(keys)
         out: list[int | None] = []
         for uid, a, b in zip(unique_ids, lo.tolist(), hi.tolist(), strict=True):
@@ -523,8 +576,10 @@ class LinkIndex:
         base = self._table.num_rows
         old = rows if not len(rows) or rows[-1] < base else rows[rows < base]
         if self._columns is not None:
-            cols = self._columns.items()
-            fetched = [{c: values[i] for c, values in cols} for i in old.tolist()]
+            at = old.tolist()
+            names = tuple(self._columns)
+            taken = [[values[i] for i in at] for values in self._columns.values()]
+            fetched = [dict(zip(names, each, strict=True)) for each in zip(*taken, strict=True)]
         else:
             taken = self._table.select(list(HOLDER_COLUMNS)).take(pa.array(old))
             fetched = taken.to_pylist() if len(old) else []
@@ -638,6 +693,25 @@ class LinkIndex:
         own = self.row_of(str(row.get("unique_id")))
         rows = np.array([h.row for h in found if h.row != own], dtype=np.int64)
         return self.rank(row, rows)
+
+    def by_document_many(
+        self, rows: Sequence[Mapping[str, Any]], holders: Sequence[list[DocumentHolder]]
+    ) -> list[Ranking]:
+        """:meth:`by_document` of several records, given their holders
+        (:meth:`document_rows_many`): all their pairs scored at once (:meth:`rank_many`),
+        the same rankings."""
+        own = self.rows_of([str(row.get("unique_id")) for row in rows])
+        of: list[int] = []
+        numbers: list[int] = []
+        for i, (found, mine) in enumerate(zip(holders, own, strict=True)):
+            for holder in found:
+                if holder.row != mine:
+                    of.append(i)
+                    numbers.append(holder.row)
+        batch = Batch(
+            np.array(of, dtype=np.intp), np.array(numbers, dtype=np.int64), [[] for _ in rows]
+        )
+        return self.rank_many(list(rows), batch)
 
     def _index_document(self, stored: Mapping[str, Any], number: int) -> None:
         values = [stored.get(c) for c in DOCUMENT_COLUMNS]
@@ -941,7 +1015,7 @@ def _person_codes(
 
 def _uid_index(column: pa.ChunkedArray) -> tuple[SortedKeys, Rows]:
     """Sorted record-id hashes and their row numbers, to find a record by id."""
-    keys = column_hashes(column)
+    keys = column_hashes(column, unique=True)
     order = np.argsort(keys, kind="stable")
     return SortedKeys(keys[order]), order.astype(np.int64)
 

@@ -264,6 +264,11 @@ class EachScore:
         return self.scores[pair]
 
 
+#: Contributions with a term-frequency adjustment that :meth:`Parameters.contribution` keeps
+#: (then it starts again): about as many as a million records' distinct names.
+ADJUSTED_KEPT = 1 << 18
+
+
 class Parameters:
     """Trained m and u per comparison level, for scoring pairs in Python: one pair at a time
     (:meth:`score`), or one record against many as arrays (:meth:`score_many`)."""
@@ -285,6 +290,7 @@ class Parameters:
             for i, c in enumerate(COMPARISONS)
             for n, level in enumerate(c.levels)
         }
+        self._adjusted: dict[tuple[int, int, float], Contribution] = {}
         self._width = max(len(c.levels) for c in COMPARISONS)
         self._weight_table = np.zeros((len(COMPARISONS), self._width))
         for i, weights in enumerate(self.weights):
@@ -304,13 +310,23 @@ class Parameters:
         return [t for t in weighed if t[2] < 0]
 
     def contribution(self, i: int, level: int, adjustment: float = 0.0) -> Contribution:
-        """Comparison ``i`` at ``level``, with a term-frequency adjustment (the ones without
-        are made once: a few dozen, shared by every explanation)."""
+        """Comparison ``i`` at ``level``, with a term-frequency adjustment. The ones without
+        are made once (a few dozen, shared by every explanation); those with one are kept
+        too, up to :data:`ADJUSTED_KEPT`: an adjustment is a name's frequency, and the
+        common names that most pairs share come back again and again (each explanation's
+        JSON, :meth:`Contribution.to_json`, is then made once)."""
         if adjustment == 0.0:
             return self._plain[i, level]
-        c = COMPARISONS[i]
-        return Contribution(c.name, c.levels[level].label, level, self.weights[i][level],
-                            adjustment)  # fmt: skip
+        key = (i, level, adjustment)
+        found = self._adjusted.get(key)
+        if found is None:
+            if len(self._adjusted) >= ADJUSTED_KEPT:
+                self._adjusted.clear()
+            c = COMPARISONS[i]
+            found = self._adjusted[key] = Contribution(
+                c.name, c.levels[level].label, level, self.weights[i][level], adjustment
+            )
+        return found
 
     def score(
         self, l: Mapping[str, Any], r: Mapping[str, Any], tf: Mapping[str, Mapping[str, float]]
