@@ -194,7 +194,7 @@ def test_a_pairs_bound_is_never_below_its_weight(doc: ModelDoc) -> None:
     best level for the left record (the exact level with the record's own term-frequency
     adjustment, or the best other level), so never below the weight; each comparison's
     weight found without stacking its masks (``pair_weights``) is that of the level
-    ``score_pairs`` finds."""
+    ``score_pairs`` finds; it reads none of the names' columns."""
     params = Parameters(doc)
     rows = _rows(300, seed=11, prefix="r")
     lefts: list[Mapping[str, Any]] = list(_rows(30, seed=12, prefix="l"))
@@ -205,6 +205,11 @@ def test_a_pairs_bound_is_never_below_its_weight(doc: ModelDoc) -> None:
     of = np.repeat(np.arange(len(lefts), dtype=np.intp), len(rows))
     numbers = np.tile(np.arange(len(rows), dtype=np.int64), len(lefts))
     bound = params.bounds(Lefts(lefts, of, value_hash), Candidates(columns, numbers), tf)
+    # Reading only the columns after the names' (as the index's pruning does) bounds the same.
+    after_names = Candidates(columns, numbers, first="dob")
+    assert np.array_equal(params.bounds(Lefts(lefts, of, value_hash), after_names, tf), bound)
+    with pytest.raises(KeyError):
+        after_names.hashes("given")
     scored = params.score_pairs(Lefts(lefts, of, value_hash), Candidates(columns, numbers), tf)
     raised = scored.weights.copy()
     for i, comparison in enumerate(COMPARISONS):

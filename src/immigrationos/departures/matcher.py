@@ -40,6 +40,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from immigrationos.core.clock import utcnow
+from immigrationos.core.frozen import quick_init
 from immigrationos.departures.events import LandExit, Manifest, SelfReport
 from immigrationos.gateway.core import Gateway
 from immigrationos.persons.models import RecordLink
@@ -61,6 +62,7 @@ VERIFY_WEIGHT = 8.0
 EXPLAINED = 5
 
 
+@quick_init
 @dataclass(frozen=True)
 class MatchResult:
     """The matcher's decision on one event, with its explanation."""

@@ -228,9 +228,15 @@ class Candidates:
     """The rows ``rows`` of :class:`FeatureColumns`, as the right-hand sides of many pairs
     (:class:`~immigrationos.resolution.comparisons.Columns`), gathered in one read."""
 
-    def __init__(self, columns: FeatureColumns, rows: Rows) -> None:
+    def __init__(self, columns: FeatureColumns, rows: Rows, first: str | None = None) -> None:
+        """``first``: read only the columns from this one on (:meth:`FeatureColumns.slot`
+        order; a bound on names reads a third less); reading one before it is a KeyError."""
         self.columns = columns
-        self.block = columns.matrix[rows]
+        start = columns.slot[first] if first else 0
+        self.block = columns.matrix[rows, start:] if start else columns.matrix[rows]
+        self.slot = (
+            {c: s - start for c, s in columns.slot.items() if s >= start} if start else columns.slot
+        )
         self._distinct_of: dict[int, tuple[list[int], npt.NDArray[np.intp] | None]] = {}
 
     def __len__(self) -> int:
@@ -240,21 +246,21 @@ class Candidates:
         return value_hash(value)
 
     def hashes(self, col: str) -> Hashes:
-        return self.block[:, self.columns.slot[col]]
+        return self.block[:, self.slot[col]]
 
     def flags(self, col: str) -> npt.NDArray[np.bool_]:
-        return self.block[:, self.columns.slot[f"flag:{col}"]] != 0
+        return self.block[:, self.slot[f"flag:{col}"]] != 0
 
     def token_lists(self, col: str) -> TokenLists:
         return self.columns.token_lists(col)
 
     def text_codes(self, col: str) -> tuple[npt.NDArray[np.int64], list[str]]:
-        codes = self.block[:, self.columns.slot[f"text:{col}"]].astype(np.int64)
+        codes = self.block[:, self.slot[f"text:{col}"]].astype(np.int64)
         return codes, self.columns.values[col]
 
     def where_set(self, col: str, test: Callable[[frozenset[str]], bool]) -> Bools:
         sets = self.columns.sets[col]
-        numbers, inverse = self._distinct(self.columns.slot[col])
+        numbers, inverse = self._distinct(self.slot[col])
         found = np.array([test(sets[n]) for n in numbers], dtype=np.bool_)
         return found if inverse is None else found[inverse]
 
@@ -262,7 +268,7 @@ class Candidates:
         self, col: str, score: Callable[[list[str]], npt.NDArray[Any]]
     ) -> npt.NDArray[Any]:
         values = self.columns.values[col]
-        codes, inverse = self._distinct(self.columns.slot[f"text:{col}"])
+        codes, inverse = self._distinct(self.slot[f"text:{col}"])
         scored = score([values[c] for c in codes])
         return scored if inverse is None else scored[inverse]
 

@@ -42,6 +42,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from immigrationos.core.frozen import quick_init
 from immigrationos.resolution.cluster import new_person_id
 from immigrationos.resolution.columns import (
     IDENTIFIER_COLUMNS,
@@ -51,10 +52,11 @@ from immigrationos.resolution.columns import (
     unique_hash,
     value_hash,
 )
-from immigrationos.resolution.comparisons import Lefts, distinct, ranges
+from immigrationos.resolution.comparisons import COMPARISONS, Lefts, distinct, ranges
 from immigrationos.resolution.held_apart import GroupCheck, HeldApart, Pairs, held_back
 from immigrationos.resolution.model import (
     BLOCKING_RULES,
+    BOUNDED,
     EachScore,
     ModelDoc,
     PairScores,
@@ -331,6 +333,7 @@ class TermFrequencies(Mapping[str, float]):
 # -- decisions --------------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True)
 class DocumentHolder:
     """A record of the index holding a looked-up document: its row, person and features."""
@@ -341,6 +344,7 @@ class DocumentHolder:
     """Its :data:`HOLDER_COLUMNS`."""
 
 
+@quick_init
 @dataclass(frozen=True)
 class Candidate:
     """The best pair between the new record and one person."""
@@ -350,6 +354,7 @@ class Candidate:
     score: Score
 
 
+@quick_init
 @dataclass(frozen=True)
 class Ranking:
     """The persons blocked with a record, ranked by their best pair (best first)."""
@@ -479,6 +484,16 @@ class LinkIndex:
         self._documents: _Block | None = None
         self._columns: dict[str, list[Any]] | None = None
         self.features = FeatureColumns(table)
+        # The bound on names reads the other comparisons' columns only (after the names').
+        bounded = {
+            column
+            for comparison in COMPARISONS
+            if comparison.name not in BOUNDED
+            for level in comparison.levels
+            if level.expr is not None
+            for column in level.expr.columns()
+        }
+        self._bound_first = min(bounded, key=self.features.slot.__getitem__)
         self._group = GroupCheck(self.params, self.features, person_codes, table.num_rows)
 
     def materialize(self) -> None:
@@ -762,7 +777,8 @@ class LinkIndex:
         if not len(at):
             return batch, [0] * len(rows)
         lefts = Lefts(rows, batch.of[at], value_hash, batch.each)
-        bound = self.params.bounds(lefts, Candidates(self.features, batch.rows[at]), self.tf)
+        read = Candidates(self.features, batch.rows[at], first=self._bound_first)
+        bound = self.params.bounds(lefts, read, self.tf)
         drop = np.zeros(len(batch.of), dtype=np.bool_)
         drop[at[bound < self.doc.review_weight - _BOUND_SLACK]] = True
         pruned = np.bincount(batch.of[drop], minlength=len(rows)).tolist()
@@ -844,10 +860,10 @@ class LinkIndex:
             last = best_weights[cut - 1]
             while cut < hi and best_weights[cut] >= last:
                 cut += 1
-            tied = sorted(
-                zip(best_weights[lo:cut], best_pairs[lo:cut], strict=True),
-                key=lambda item: (-item[0], person[code_of[item[1]]]),
-            )[:leaders]
+            named = list(zip(best_weights[lo:cut], best_pairs[lo:cut], strict=True))
+            if len(set(best_weights[lo:cut])) < cut - lo:  # ties: by id (else by weight)
+                named.sort(key=lambda item: (-item[0], person[code_of[item[1]]]))
+            tied = named[:leaders]
             top_pair = tied[0][1]
             named_ones = [self._candidate(scores, numbers, top_pair, held=held)] + [
                 self._candidate(scores, numbers, pair, weight) for weight, pair in tied[1:]

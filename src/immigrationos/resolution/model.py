@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from immigrationos.core.frozen import quick_init
 from immigrationos.core.ids import content_id
 from immigrationos.resolution.comparisons import (
     COMPARISONS,
@@ -209,6 +210,7 @@ class Contribution:
         }
 
 
+@quick_init
 @dataclass(frozen=True)
 class Score:
     match_weight: float
