@@ -235,8 +235,10 @@ class Matcher:
 
     def _unless_held(self, result: MatchResult) -> MatchResult:
         """A verification through a held record (its link disputed) is left for review."""
+        if not self.held or result.band != "verified":
+            return result
         partner = result.explanation.get("partner_record_id")
-        if result.band != "verified" or partner not in self.held:
+        if partner not in self.held:
             return result
         reason = f"the matching record {partner} is {self.held[partner]}"
         return MatchResult(

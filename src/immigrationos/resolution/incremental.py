@@ -35,6 +35,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -593,7 +594,11 @@ class LinkIndex:
         if self._columns is not None:
             at = old.tolist()
             names = tuple(self._columns)
-            taken = [[values[i] for i in at] for values in self._columns.values()]
+            if len(at) > 1:
+                take = itemgetter(*at)  # a tuple of the values at ``at``, in C
+                taken = [take(values) for values in self._columns.values()]
+            else:
+                taken = [[values[i] for i in at] for values in self._columns.values()]
             fetched = [dict(zip(names, each, strict=True)) for each in zip(*taken, strict=True)]
         else:
             taken = self._table.select(list(HOLDER_COLUMNS)).take(pa.array(old))
