@@ -247,31 +247,42 @@ class Lefts:
 
     def each(self, name: tuple[str, ...], fn: Callable[[Row], Any]) -> list[Any]:
         """``fn`` of every left row (not per pair), remembered under ``name``."""
-        found = self._each.get(name)
-        if found is None:
-            found = self._each[name] = [fn(row) for row in self.rows]
-        return found
+        return self._all(name, lambda rows: [fn(row) for row in rows])
 
     def spread(
         self, name: tuple[str, ...], fn: Callable[[Row], Any], dtype: type[np.generic]
     ) -> npt.NDArray[Any]:
         """``fn`` of every left row, as an array with one entry per pair."""
-        found = self._spread.get(name)
-        if found is None:
-            found = self._spread[name] = np.array(self.each(name, fn), dtype=dtype)[self.of]
-        return found
+        return self._spread_all(name, lambda rows: [fn(row) for row in rows], dtype)
 
     def keys(self, col: str) -> npt.NDArray[np.uint64]:
-        """Each pair's left value of ``col`` hashed as the columns hash it (0: missing)."""
-        name = ("key", col)
+        """Each pair's left value of ``col`` hashed as the columns hash it (0: missing); the
+        values are read and hashed in two passes over the rows, not a call per row."""
+        key = self.key
+
+        def hashed(rows: Sequence[Row]) -> list[int]:
+            values = [row.get(col) for row in rows]
+            return [0 if v is None else key(v) for v in values]
+
+        return self._spread_all(("key", col), hashed, np.uint64)
+
+    def _all(self, name: tuple[str, ...], compute: Callable[[Sequence[Row]], Any]) -> Any:
+        """``compute`` of all left rows at once, remembered under ``name``."""
+        found = self._each.get(name)
+        if found is None:
+            found = self._each[name] = compute(self.rows)
+        return found
+
+    def _spread_all(
+        self,
+        name: tuple[str, ...],
+        compute: Callable[[Sequence[Row]], Any],
+        dtype: type[np.generic],
+    ) -> npt.NDArray[Any]:
+        """:meth:`_all` as an array with one entry per pair."""
         found = self._spread.get(name)
         if found is None:
-            hashed = self._each.get(name)
-            if hashed is None:
-                key = self.key
-                values = [row.get(col) for row in self.rows]
-                hashed = self._each[name] = [0 if v is None else key(v) for v in values]
-            found = self._spread[name] = np.array(hashed, dtype=np.uint64)[self.of]
+            found = self._spread[name] = np.array(self._all(name, compute), dtype=dtype)[self.of]
         return found
 
 
@@ -328,13 +339,17 @@ class Missing(Expr):
         """Every pair when no left row has the value (a departure's A-number, FIN, ITIN),
         which ends the comparison at its null level without looking further."""
         col = self.col
-        lacking = l.each(("empty", col), lambda row: _empty(row.get(col)))
+
+        def lacks(row: Row) -> bool:
+            return _empty(row.get(col))
+
+        lacking = l.each(("empty", col), lacks)
         if all(lacking):
             return True
         missing = r.hashes(col) == 0
         if not any(lacking):
             return missing
-        return l.spread(("empty", col), lambda row: _empty(row.get(col)), np.bool_) | missing
+        return l.spread(("empty", col), lacks, np.bool_) | missing
 
 
 @dataclass(frozen=True)

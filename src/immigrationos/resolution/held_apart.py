@@ -94,11 +94,6 @@ class GroupCheck:
         """Bytes held in arrays."""
         return int(self._values.nbytes + self._order.nbytes + self._starts.nbytes)
 
-    def add(self, row: int, code: int) -> None:
-        """A record added to the index after the build (its features already appended), as
-        row ``row`` of person ``code``."""
-        self.add_many(row, [code])
-
     def add_many(self, first: int, codes: Sequence[int]) -> None:
         """Records added to the index after the build (their features already appended), as
         rows ``first``, ``first + 1``, … of persons ``codes``, read in one slice."""
