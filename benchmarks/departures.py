@@ -44,14 +44,16 @@ import asyncio
 import gc
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -97,6 +99,9 @@ TARGET_NATS_RATE = 5_000.0
 TARGET_NATS_P99_MS = 100.0
 TARGET_PEER_RATIO = 100.0
 SUSTAINABLE = 0.8
+WORKERS = 2
+"""Consumer processes of the runs with several (``immos departures consume --workers``): one
+per core of the machines the figures come from."""
 SEED = 7
 
 
@@ -104,23 +109,25 @@ SEED = 7
 class Budget:
     """How many events each system gets, all from the same sample.
 
-    The NATS runs take disjoint slices of it (flat out first, then each paced run), so that,
-    as in the service, no event meets an index that already holds its own record: the
-    processor adds each verified departure to the shared matcher.
+    The NATS runs take disjoint slices of it (one consumer flat out, then each of its paced
+    runs, then the same with :data:`WORKERS` consumer processes), so that, as in the
+    service, no event meets an index that already holds its own record: the processor adds
+    each verified departure to the shared matcher.
     """
 
     events: int = 100_000
     """Sampled from the stream; all of them matched in process."""
-    nats: int = 50_000
-    """Published flat out through NATS (at most half the sample)."""
+    nats: int = 30_000
+    """Published flat out through NATS, to each configuration (at most a quarter of the
+    sample)."""
     paced: int = 10_000
-    """Published at each paced rate (at most a quarter of the sample each)."""
+    """Published at each paced rate (at most an eighth of the sample each)."""
     peer: int = 100
     """Splink calls (seconds each at 1M persons), on the first events."""
 
     def split(self, sampled: int) -> tuple[int, int]:
-        """Events of the flat-out run and of each paced run, for a sample of ``sampled``."""
-        return min(self.nats, sampled // 2), min(self.paced, sampled // 4)
+        """Events of a flat-out run and of each paced run, for a sample of ``sampled``."""
+        return min(self.nats, sampled // 4), min(self.paced, sampled // 8)
 
 
 def _log(message: str) -> None:
@@ -374,13 +381,14 @@ def _where(ms: list[float], results: list[Any]) -> dict[str, Any]:
 # -- NATS end to end ------------------------------------------------------------------------------
 
 _PUBLISH = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 from immigrationos.departures.nats_transport import publish_sync
 url, stream, subject, path, rate = sys.argv[1:6]
 lines = Path(path).read_bytes().splitlines()
+cpu = time.process_time()
 report = publish_sync(url, lines, rate=float(rate) or None, stream=stream, subject=subject)
-print(json.dumps(report.to_json()))
+print(json.dumps({**report.to_json(), "cpu_s": time.process_time() - cpu}))
 """
 
 
@@ -425,6 +433,30 @@ class _Run:
     lags_ms: list[float]
     seconds: float
     published: dict[str, Any]
+    publisher_cpu_s: float = 0.0
+    """The publishing child's CPU seconds, from its first publication to its last (not its
+    start, which imports the package before anything is published)."""
+    server_cpu_s: float | None = None
+    """The NATS server's CPU seconds over the run, where it runs on this machine."""
+
+
+def _server_cpu() -> float | None:
+    """CPU seconds the local ``nats-server`` process has used, if there is one to read."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.partition(") ")
+        if name.endswith("(nats-server"):
+            fields = rest.split()
+            return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return None
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 async def _publisher(url: str, stream: str, subject: str, path: Path, rate: float) -> Any:
@@ -432,6 +464,49 @@ async def _publisher(url: str, stream: str, subject: str, path: Path, rate: floa
         sys.executable, "-c", _PUBLISH, url, stream, subject, str(path), str(rate),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+def _run_name(rate: float, workers: int) -> str:
+    """A NATS run's name (its files, stream and details key): ``flat``, ``paced5000``, with
+    ``_x2`` for two consumer processes."""
+    return (f"paced{int(rate)}" if rate else "flat") + (f"_x{workers}" if workers > 1 else "")
+
+
+def _run_input(name: str, lines: list[bytes], folder: Path) -> tuple[str, str, str, Path]:
+    """The server, a stream and subject of the run's own, and its events in a file for the
+    publisher."""
+    path = folder / f"{name}.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    stream = f"IMMOS_BENCH_DEPARTURES_{os.getpid()}_{name.upper()}"
+    return nats_transport.nats_url(), stream, f"immos.bench.departures.{os.getpid()}.{name}", path
+
+
+async def _open_stream(url: str, stream: str, subject: str) -> None:
+    """The run's stream and its durable (``bench``), as the transport configures them."""
+    nc = await nats.connect(url, name="immos-bench-departures")
+    try:
+        js = nc.jetstream()
+        await nats_transport.ensure_stream(js, stream, subject)
+        config = nats_transport.consumer_config("bench", subject)
+        await nats_transport.ensure_consumer(js, stream, config)
+    finally:
+        await nc.close()
+
+
+async def _delete_stream(url: str, stream: str) -> None:
+    nc = await nats.connect(url, name="immos-bench-departures")
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+async def _bound(url: str, stream: str) -> tuple[Any, Any]:
+    """A connection and its pull subscription bound to the run's durable."""
+    nc = await nats.connect(url, name="immos-bench-departures")
+    sub = await nc.jetstream().pull_subscribe_bind("bench", stream=stream)
+    nats_transport.queued_first(sub)
+    return nc, sub
 
 
 async def through_nats(
@@ -446,38 +521,45 @@ async def through_nats(
     uses the transport's own stream and consumer configuration, batch size, fetch
     (:func:`nats_transport.queued_first`) and order (process and commit, then acknowledge).
     """
-    url = nats_transport.nats_url()
-    stream = f"IMMOS_BENCH_DEPARTURES_{os.getpid()}_{name.upper()}"
-    subject = f"immos.bench.departures.{os.getpid()}.{name}"
-    path = folder / f"{name}.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    nc = await nats.connect(url, name="immos-bench-departures")
-    js = nc.jetstream()
+    url, stream, subject, path = _run_input(name, lines, folder)
     child = None
+    await _open_stream(url, stream, subject)
+    nc, sub = await _bound(url, stream)
     try:
-        await nats_transport.ensure_stream(js, stream, subject)
-        config = nats_transport.consumer_config("bench", subject)
-        await nats_transport.ensure_consumer(js, stream, config)
-        sub = await js.pull_subscribe_bind("bench", stream=stream)
-        nats_transport.queued_first(sub)
+        server = _server_cpu()
         child = await _publisher(url, stream, subject, path, rate)
-        return await _consume(nc, sub, processor, child)
+        done = asyncio.ensure_future(child.communicate())
+        outcomes, lags, first, last = await _consume(
+            nc, sub, processor, lambda n: done.done() and n >= _stored(done)
+        )
+        published = json.loads((await done)[0])
+        seconds = (last - first).total_seconds() if first else 0.0
+        return _Run(outcomes, lags, seconds, published, published.pop("cpu_s"),
+                    _spent(server, _server_cpu()))  # fmt: skip
     finally:
         if child is not None and child.returncode is None:
             child.kill()
             await child.wait()
-        await js.delete_stream(stream)
         await nc.close()
+        await _delete_stream(url, stream)
 
 
-async def _consume(nc: Any, sub: Any, processor: Processor, child: Any) -> _Run:
-    """Until the publisher is done and every message it stored has been committed."""
-    done = asyncio.ensure_future(child.communicate())
+async def _consume(
+    nc: Any,
+    sub: Any,
+    processor: Processor,
+    finished: Callable[[int], bool],
+    settled: Callable[[int], None] | None = None,
+) -> tuple[list[Outcome], list[float], datetime | None, datetime]:
+    """Fetch, process, commit and acknowledge until ``finished`` (given the events this
+    consumer settled) says so; ``settled`` is told each batch's size. Returns the outcomes,
+    each event's lag (publication to its batch's commit), the first publication seen and
+    the last commit."""
     outcomes: list[Outcome] = []
     lags: list[float] = []
     first: datetime | None = None
     last = utcnow()
-    while not (done.done() and len(outcomes) >= _stored(done)):
+    while not finished(len(outcomes)):
         try:
             msgs = await sub.fetch(BATCH, timeout=0.5)
         except TimeoutError:  # nats-py raises its own subclass, or asyncio's (the builtin)
@@ -493,9 +575,119 @@ async def _consume(nc: Any, sub: Any, processor: Processor, child: Any) -> _Run:
             first = sent if first is None or sent < first else first
             lags.append((last - sent).total_seconds() * 1e3)
         outcomes.extend(out)
-    published = json.loads((await done)[0])
-    seconds = (last - first).total_seconds() if first else 0.0
-    return _Run(outcomes, lags, seconds, published)
+        if settled:
+            settled(len(msgs))
+    return outcomes, lags, first, last
+
+
+def through_workers(
+    matcher: Matcher, lines: list[bytes], rate: float, folder: Path, db: Path, name: str,
+    workers: int,
+) -> tuple[_Run, float]:  # fmt: skip
+    """:func:`through_nats` with ``workers`` consumer processes on the durable, forked from
+    this one after the matcher was built, as ``immos departures consume --workers`` forks
+    them: each with its own connections to the same store and its own copy of the matcher
+    (shared memory until written). Returns the run and the workers' CPU seconds."""
+    url, stream, subject, path = _run_input(name, lines, folder)
+    asyncio.run(_open_stream(url, stream, subject))
+    # Everything alive is frozen before the fork, as consume_in_processes has it: a worker's
+    # collections then never finalise this process's objects (its closed stores, say).
+    gc.collect()
+    gc.freeze()
+    context = multiprocessing.get_context("fork")
+    settled, expected = context.Value("q", 0), context.Value("q", 0)
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)]
+    children = [
+        context.Process(target=_worker, args=(matcher, folder, db, url, stream, settled,
+                                              expected, sender))
+        for _, sender in pipes
+    ]  # fmt: skip
+    try:
+        for child, (_, sender) in zip(children, pipes, strict=True):
+            child.start()
+            sender.close()
+        for receiver, _ in pipes:  # each bound to the durable
+            _received(receiver, 120)
+        server = _server_cpu()
+        done = subprocess.run(
+            [sys.executable, "-c", _PUBLISH, url, stream, subject, str(path), str(rate)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        if not done.stdout.strip():
+            raise RuntimeError(f"the publisher failed: {done.stderr.decode(errors='replace')}")
+        published = json.loads(done.stdout)
+        publisher_cpu = published.pop("cpu_s")
+        expected.value = int(published["published"])
+        results = [_received(receiver, 1800) for receiver, _ in pipes]
+        server_cpu = _spent(server, _server_cpu())
+        for child in children:
+            child.join()
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.kill()
+                child.join()
+        asyncio.run(_delete_stream(url, stream))
+    firsts = [r["first"] for r in results if r["first"]]
+    seconds = (max(r["last"] for r in results) - min(firsts)).total_seconds() if firsts else 0.0
+    run = _Run([o for r in results for o in r["outcomes"]],
+               [lag for r in results for lag in r["lags"]], seconds, published,
+               publisher_cpu, server_cpu)  # fmt: skip
+    return run, sum(r["cpu_s"] for r in results)
+
+
+def _received(receiver: Any, seconds: float) -> Any:
+    """What a worker sent, or an error if it sent nothing in ``seconds`` (or died)."""
+    if not receiver.poll(seconds):
+        raise RuntimeError(f"a consumer worker sent nothing in {seconds:.0f} s")
+    return receiver.recv()
+
+
+def _worker(
+    matcher: Matcher, folder: Path, db: Path, url: str, stream: str, settled: Any,
+    expected: Any, sender: Any,
+) -> None:  # fmt: skip
+    """One consumer process of :func:`through_workers`: consumes until the events the
+    workers settled together reach what the stream stored, then sends what it measured."""
+    rt = open_runtime(_settings(folder, db), upgrade=False)
+    try:
+        processor = _processor(rt, matcher)
+        cpu = time.process_time()
+
+        def finished(_mine: int) -> bool:
+            return bool(expected.value) and settled.value >= expected.value
+
+        def count(n: int) -> None:
+            with settled.get_lock():
+                settled.value += n
+
+        async def consume() -> tuple[list[Outcome], list[float], datetime | None, datetime]:
+            nc, sub = await _bound(url, stream)
+            try:
+                sender.send("bound")
+                return await _consume(nc, sub, processor, finished, count)
+            finally:
+                await nc.close()
+
+        outcomes, lags, first, last = asyncio.run(consume())
+        sender.send({"outcomes": outcomes, "lags": lags, "first": first, "last": last,
+                     "cpu_s": time.process_time() - cpu})  # fmt: skip
+    finally:
+        rt.close()
+
+
+def _processor(rt: Any, matcher: Matcher) -> Processor:
+    """A consumer's processor over the benchmark's matcher, as a service runs one."""
+    processor = Processor(rt, "nats", matcher)
+    # The index is the truth, in memory; the store holds no person index to refresh it
+    # from, and its check would find it "stale" (no resolution run) and rebuild it empty.
+    processor.checked = math.inf
+    # As a service's processor: what the matcher adds is moved out of the garbage
+    # collector as it accumulates (the index itself was frozen when built).
+    processor.long_lived = True
+    # As a service's store: SQLite's log checkpointed by a thread, not inside commits.
+    rt.checkpoint_in_background()
+    return processor
 
 
 def _stored(done: asyncio.Future[tuple[bytes, bytes]]) -> int:
@@ -514,35 +706,40 @@ def _inbox_lags(db: Path) -> list[float]:
 
 
 def nats_row(
-    template: Path, folder: Path, matcher: Matcher, lines: list[bytes], rate: float
-) -> tuple[dict[str, Any], _Run, float]:
+    template: Path, folder: Path, matcher: Matcher, lines: list[bytes], rate: float,
+    workers: int = 1,
+) -> tuple[dict[str, Any], _Run, float]:  # fmt: skip
     """One pass of ``lines`` through NATS on a fresh copy of the store, flat out (``rate``
-    0) or paced at ``rate`` events/s: the row's measures, the run, and this process's CPU
-    seconds (the consumer's; the publisher and the server are other processes)."""
-    name = f"paced{int(rate)}" if rate else "flat"
+    0) or paced at ``rate`` events/s, by one consumer (this process) or ``workers``
+    processes: the row's measures, the run, and the consumers' CPU seconds (the publisher
+    and the server are other processes)."""
+    name = _run_name(rate, workers)
     db = folder / f"{name}.db"
     _copy_store(template, db)
-    rt = open_runtime(_settings(folder, db), upgrade=False)
-    cpu = time.process_time()
-    try:
-        processor = Processor(rt, "nats", matcher)
-        # The index is the truth, in memory; the store holds no person index to refresh it
-        # from, and its check would find it "stale" (no resolution run) and rebuild it empty.
-        processor.checked = math.inf
-        # As a service's processor: what the matcher adds is moved out of the garbage
-        # collector as it accumulates (the index itself was frozen when built).
-        processor.long_lived = True
-        # As a service's store: SQLite's log checkpointed by a thread, not inside commits.
-        rt.checkpoint_in_background()
-        run = asyncio.run(through_nats(processor, lines, rate, folder, name))
-    finally:
-        rt.close()
-    cpu_s = time.process_time() - cpu
+    if workers > 1:
+        run, cpu_s = through_workers(matcher, lines, rate, folder, db, name, workers)
+    else:
+        rt = open_runtime(_settings(folder, db), upgrade=False)
+        cpu = time.process_time()
+        try:
+            processor = _processor(rt, matcher)
+            run = asyncio.run(through_nats(processor, lines, rate, folder, name))
+        finally:
+            rt.close()
+        cpu_s = time.process_time() - cpu
     detail = {
         "offered_rate": rate,
+        "workers": workers,
         "published": run.published,
         "duplicates": sum(o.status == "duplicate" for o in run.outcomes),
         "inbox_lag": latency(_inbox_lags(db), 1),
+        "cpu_ms_per_event": {
+            "consumers": cpu_s * 1e3 / max(len(run.outcomes), 1),
+            "publisher": run.publisher_cpu_s * 1e3 / max(len(lines), 1),
+            "server": None
+            if run.server_cpu_s is None
+            else run.server_cpu_s * 1e3 / max(len(lines), 1),
+        },
     }
     db.unlink()
     return detail, run, cpu_s
@@ -550,12 +747,13 @@ def nats_row(
 
 def _nats(
     template: Path, folder: Path, matcher: Matcher, p: Input, present: set[str], lines: list[bytes],
-    rate: float,
+    rate: float, workers: int = 1,
 ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    detail, run, cpu_s = nats_row(template, folder, matcher, lines, rate)
+    detail, run, cpu_s = nats_row(template, folder, matcher, lines, rate, workers)
     applied = [o for o in run.outcomes if o.status == "applied"]
     row = {
         "system": "ours: NATS end to end, "
+        + (f"{workers} consumer processes, " if workers > 1 else "")
         + (f"paced at {rate:,.0f}/s" if rate else "published flat out"),
         "events": len(run.outcomes),
         "events_per_s": round(len(run.outcomes) / run.seconds, 1) if run.seconds else None,
@@ -567,6 +765,28 @@ def _nats(
     }
     _log(f"{p.persons:,}: {row['system']}: {row['events_per_s']} events/s, p99 {row['p99_ms']} ms")
     return row, detail
+
+
+def _nats_runs(
+    template: Path, folder: Path, matcher: Matcher, p: Input, present: set[str],
+    lines: list[bytes], paced_n: int, workers: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """One configuration's runs on ``lines``: flat out, paced at the target rate and, if
+    flat out fell short of it, paced at :data:`SUSTAINABLE` of what it reached."""
+    flat_n = len(lines) - 2 * paced_n
+    details: dict[str, Any] = {}
+    flat, details[_run_name(0, workers)] = _nats(template, folder, matcher, p, present,
+                                                 lines[:flat_n], 0, workers)  # fmt: skip
+    rows = [flat]
+    rates = [TARGET_NATS_RATE]
+    if flat["events_per_s"] and flat["events_per_s"] < TARGET_NATS_RATE:
+        rates.append(round(SUSTAINABLE * flat["events_per_s"], -1))
+    for number, rate in enumerate(rates):
+        part = lines[flat_n + number * paced_n : flat_n + (number + 1) * paced_n]
+        paced, details[_run_name(rate, workers)] = _nats(template, folder, matcher, p,
+                                                         present, part, rate, workers)  # fmt: skip
+        rows.append(paced)
+    return rows, details
 
 
 # -- the peer -------------------------------------------------------------------------------------
@@ -638,17 +858,14 @@ def measure(persons: int, budget: Budget) -> tuple[list[dict[str, Any]], dict[st
         template = template_store(folder, sorted(present))
         detail["store_s"] = time.perf_counter() - started
         flat_n, paced_n = budget.split(len(p.lines))
-        flat, detail["flat"] = _nats(template, folder, matcher, p, present,
-                                     p.lines[:flat_n], 0)  # fmt: skip
-        rows = [*ours, flat]
-        rates = [TARGET_NATS_RATE]
-        if flat["events_per_s"] and flat["events_per_s"] < TARGET_NATS_RATE:
-            rates.append(round(SUSTAINABLE * flat["events_per_s"], -1))
-        for number, rate in enumerate(rates):
-            lines = p.lines[flat_n + number * paced_n : flat_n + (number + 1) * paced_n]
-            paced, detail[f"paced{int(rate)}"] = _nats(template, folder, matcher, p, present,
-                                                       lines, rate)  # fmt: skip
-            rows.append(paced)
+        rows = list(ours)
+        share = flat_n + 2 * paced_n  # one configuration's events
+        for number, workers in enumerate((1, WORKERS)):
+            lines = p.lines[number * share : (number + 1) * share]
+            runs, runs_detail = _nats_runs(template, folder, matcher, p, present, lines,
+                                           paced_n, workers)  # fmt: skip
+            rows += runs
+            detail.update(runs_detail)
         peer = peer_row(p, present, matcher.verify_weight, budget.peer)
         _log(f"{persons:,}: peer {peer['events_per_s']} events/s, p50 {peer['p50_ms']} ms")
     rows.append(peer)
@@ -714,12 +931,28 @@ def targets(rows: list[dict[str, Any]]) -> list[Target]:
     size = f" at {persons:,} persons" + ("" if at_size else " (not the target size)")
     ours = _of(rows, persons, "ours: Matcher.match_many")
     single = _of(rows, persons, "ours: Matcher.match,")
-    flat = _of(rows, persons, "ours: NATS end to end, published")
-    paced = _of(rows, persons, f"ours: NATS end to end, paced at {TARGET_NATS_RATE:,.0f}")
     peer = _of(rows, persons, "peer:")
-    assert ours and single and flat and paced and peer
-    nats_rate = min(flat["events_per_s"] or 0.0, paced["events_per_s"] or 0.0)
-    nats_met = nats_rate >= TARGET_NATS_RATE * 0.98 and paced["p99_ms"] <= TARGET_NATS_P99_MS
+    configs = []  # (flat out, paced at the target rate, consumer processes)
+    for workers in (1, WORKERS):
+        prefix = "ours: NATS end to end, " + (f"{workers} consumer processes, " * (workers > 1))
+        flat = _of(rows, persons, prefix + "published")
+        paced = _of(rows, persons, f"{prefix}paced at {TARGET_NATS_RATE:,.0f}")
+        if flat and paced:
+            configs.append((flat, paced, workers))
+    assert ours and single and configs and peer
+
+    def nats_met(flat: dict[str, Any], paced: dict[str, Any]) -> bool:
+        rate = min(flat["events_per_s"] or 0.0, paced["events_per_s"] or 0.0)
+        return rate >= TARGET_NATS_RATE * 0.98 and paced["p99_ms"] <= TARGET_NATS_P99_MS
+
+    met = [c for c in configs if nats_met(c[0], c[1])]
+    observed = "; ".join(
+        f"{w} consumer process{'es' if w > 1 else ''}: flat out {f['events_per_s']:,.0f} "
+        f"events/s, paced at {TARGET_NATS_RATE:,.0f}/s {pc['events_per_s']:,.0f} events/s "
+        f"committed, p99 {pc['p99_ms']} ms"
+        for f, pc, w in configs
+    )
+    flat = configs[0][0]
     return [
         Target(
             f"matcher ≥ {TARGET_MATCHER_RATE:,.0f} events/s on one core at 1M persons",
@@ -731,10 +964,8 @@ def targets(rows: list[dict[str, Any]]) -> list[Target]:
         Target(
             f"≥ {TARGET_NATS_RATE:,.0f} events/s end to end through NATS with p99 ≤ "
             f"{TARGET_NATS_P99_MS:.0f} ms at 1M persons",
-            at_size and nats_met,
-            f"flat out {flat['events_per_s']:,.0f} events/s; paced at "
-            f"{TARGET_NATS_RATE:,.0f}/s: {paced['events_per_s']:,.0f} events/s committed, "
-            f"p99 {paced['p99_ms']} ms{size}",
+            at_size and bool(met),
+            observed + size,
         ),
         Target(
             f"matcher ≥ {TARGET_PEER_RATIO:.0f}× the baseline's (Splink real time) throughput",
@@ -761,8 +992,11 @@ NOTES = [
     "events whose person is in the index; the peer on its sample of events only",
     "NATS runs: SQLite store in a temporary file; the publisher is a child process "
     "(nats_transport.publish, Nats-Msg-Id = event id); the consumer is this process, sharing "
-    "the in-memory matcher (verified events are added to it, as the service does); each run "
-    "on a fresh copy of the store; dead_letters are the malformed lines of the sample",
+    "the in-memory matcher (verified events are added to it, as the service does), or "
+    f"{WORKERS} processes forked from it on one durable (immos departures consume --workers "
+    f"{WORKERS}), each with its copy of the matcher and its own connections to the store, "
+    "their CPU time added up; each run on a fresh copy of the store and its own slice of the "
+    "sample; dead_letters are the malformed lines of the sample",
 ]
 
 
@@ -791,13 +1025,19 @@ def _notes(persons: int, d: dict[str, Any]) -> list[str]:
         f"registered and its TF tables; peak RSS {d['peak_rss_mib']:,.0f} MiB; load average "
         f"{d['load'][0]:.1f} at the start, {d['load'][1]:.1f} at the end (2 cores, shared)",
     ]
-    for key in [k for k in d if k == "flat" or k.startswith("paced")]:
+    for key in [k for k in d if k.startswith(("flat", "paced"))]:
         run = d[key]
         notes.append(
-            f"{at}: NATS {key}: {run['published']['published']:,} stored by the stream "
+            f"{at}: NATS {key} ({run['workers']} consumer process"
+            f"{'es' if run['workers'] > 1 else ''}): {run['published']['published']:,} stored "
+            "by the stream "
             f"({run['published']['duplicates']:,} dropped as duplicates, published at "
             f"{run['published']['rate']:,.0f}/s), {run['duplicates']:,} inbox duplicates; the "
             f"inbox's own lag_ms (to the inbox write, before the commit): p50 "
-            f"{run['inbox_lag']['p50_ms']} ms, p99 {run['inbox_lag']['p99_ms']} ms"
+            f"{run['inbox_lag']['p50_ms']} ms, p99 {run['inbox_lag']['p99_ms']} ms; CPU ms "
+            "per event: "
+            + ", ".join(
+                f"{who} {ms:.3f}" for who, ms in run["cpu_ms_per_event"].items() if ms is not None
+            )
         )
     return notes

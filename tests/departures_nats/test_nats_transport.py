@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
 
 import nats
 import orjson
@@ -16,7 +24,7 @@ from immigrationos.departures.nats_transport import consume, consume_sync, messa
 from immigrationos.departures.service import Processor
 from immigrationos.runtime import Runtime, open_runtime
 
-from .conftest import NATS_URL, Names, store_settings, synthetic_events
+from .conftest import NATS_URL, Names, register_departures, store_settings, synthetic_events
 
 VALID = 300
 TWICE = 5
@@ -105,6 +113,154 @@ def test_consumers_on_one_durable_share_the_work(
     assert sum(r.applied + r.duplicates for r in reports) >= 2000
     assert sum(r.applied for r in reports) == 2000
     assert _rows(departures_store, "SELECT count(DISTINCT event_id) FROM departures") == [(2000,)]
+
+
+def test_worker_processes_share_the_work_and_report_together(
+    runtime: Runtime, nats_names: Names
+) -> None:
+    """On SQLite and on PostgreSQL: the store's connections do not cross the fork."""
+    register_departures(runtime)
+    publish_sync(NATS_URL, synthetic_events(2000, "WK"), **nats_names.routing)
+
+    report = _drain(runtime, nats_names, batch_size=16, workers=2)
+
+    assert report.stopped == "drained" and report.last_error is None, report.to_json()
+    assert len(report.workers) == 2 and all(n > 0 for n in report.workers), report.workers
+    assert sum(report.workers) == report.events == 2000
+    assert (report.applied, report.duplicates, report.failed) == (2000, 0, 0)
+    assert len(report.lags_ms) == 2000 and report.startup_seconds < report.seconds
+    assert _rows(runtime, "SELECT count(DISTINCT event_id) FROM departures") == [(2000,)]
+    assert _rows(runtime, "SELECT count(*) FROM departure_inbox") == [(2000,)]
+
+
+_WORKERS_UNTIL_STOPPED = """
+import faulthandler, json, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the workers inherit it: see _report
+from pathlib import Path
+from immigrationos.departures.nats_transport import consume_sync
+from immigrationos.runtime import open_runtime
+from tests.departures_nats.conftest import store_settings
+folder, url, durable, stream, subject, idle, ack_wait = sys.argv[1:8]
+runtime = open_runtime(store_settings(Path(folder)), upgrade=False)
+report = consume_sync(runtime, url, durable=durable, workers=2, max_wait=0.2, stream=stream,
+                      subject=subject, idle_exit=float(idle) or None, ack_wait=float(ack_wait))
+runtime.close()
+print(json.dumps(report.to_json()))
+"""
+
+
+def _workers(
+    store: Runtime, names: Names, folder: Path, events: int, idle_exit: float = 0.0,
+    ack_wait: float = 30.0,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """``consume_sync(workers=2)`` in a process of its own, once it applied ``events``."""
+    args = [str(folder), NATS_URL, names.durable, names.stream, names.subject, str(idle_exit),
+            str(ack_wait)]  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WORKERS_UNTIL_STOPPED, *args],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while _rows(store, "SELECT count(*) FROM departure_inbox") != [(events,)]:
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            raise AssertionError(child.communicate()[1].decode()[-2000:] or "no events applied")
+        time.sleep(0.2)
+    return child
+
+
+def _children(pid: int) -> list[int]:
+    return [int(n) for n in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _report(child: subprocess.Popen[bytes]) -> dict[str, Any]:
+    try:
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        # Where each process stands (their stacks, on stderr), then the failure.
+        for pid in [child.pid, *_children(child.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(1)
+        for pid in _children(child.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        child.kill()
+        stacks = child.communicate()[1].decode()
+        raise AssertionError(f"still running after 60 s:\n{stacks}") from None
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err.decode()[-2000:]
+    report: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return report
+
+
+def test_sigterm_stops_every_worker_after_its_batch(
+    departures_store: Runtime, nats_names: Names, tmp_path: Path
+) -> None:
+    publish_sync(NATS_URL, synthetic_events(300, "ST"), **nats_names.routing)
+    child = _workers(departures_store, nats_names, tmp_path, 300)
+
+    child.send_signal(signal.SIGTERM)
+    report = _report(child)
+
+    # Both workers stopped on the signal and sent their reports: none was killed or orphaned.
+    assert report["stopped"] == "stop" and len(report["workers"]) == 2, report
+    assert report["applied"] == 300 and report["failed"] == 0
+
+
+def test_a_killed_worker_is_named_and_the_other_goes_on(
+    departures_store: Runtime, nats_names: Names, tmp_path: Path
+) -> None:
+    publish_sync(NATS_URL, synthetic_events(100, "KW"), **nats_names.routing)
+    child = _workers(departures_store, nats_names, tmp_path, 100, idle_exit=6.0, ack_wait=2.0)
+    workers = _children(child.pid)
+    assert len(workers) == 2
+
+    os.kill(workers[0], signal.SIGKILL)
+    publish_sync(NATS_URL, synthetic_events(100, "KX"), **nats_names.routing)
+    # The other worker applies the rest, what the dead one had fetched included (redelivered
+    # after ack_wait), then stops when idle.
+    report = _report(child)
+
+    assert report["stopped"] == "1 of 2 workers ended without a report", report
+    assert "immos-departures-worker-" in report["last_error"] and len(report["workers"]) == 1
+    assert _rows(departures_store, "SELECT count(*) FROM departure_inbox") == [(200,)]
+    assert _rows(departures_store, "SELECT count(DISTINCT event_id) FROM departures") == [(200,)]
+
+
+def test_a_consumer_gives_back_the_signal_handlers_it_found(
+    departures_store: Runtime, nats_names: Names
+) -> None:
+    """A worker's own handler is back once its consumer returns, so a second SIGTERM then
+    does not end it before it sends its report."""
+    seen: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(signum))
+    try:
+        report = _drain(departures_store, nats_names)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs between two of this thread's instructions
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+    assert report.stopped == "drained" and seen == [signal.SIGTERM]
+
+
+def test_a_worker_forked_before_it_set_its_handler_stops_itself(
+    departures_store: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor's handler, inherited by a worker for the moment before the worker sets
+    its own, stops that worker and signals no one."""
+    team = nats_transport._Workers(departures_store, cast(Any, None), NATS_URL, {})
+    team.supervisor += 1  # as a forked worker sees it
+    monkeypatch.setattr(nats_transport, "_stopping", nats_transport.threading.Event())
+    killed: list[int] = []
+    monkeypatch.setattr(nats_transport.os, "kill", lambda pid, _sig: killed.append(pid))
+
+    team.forward(signal.SIGTERM, None)
+
+    assert nats_transport._stopping.is_set() and not team.stopping.is_set() and killed == []
 
 
 def test_a_failing_event_is_nakked_and_comes_back(

@@ -137,6 +137,13 @@ def consume_cmd(
     drain: bool = typer.Option(
         False, "--drain", help="Stop once nothing is pending and nothing awaits an ack."
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="Consumer processes sharing one matcher (forked after it is built): a core each.",
+    ),
 ) -> None:
     """Consume departure events from NATS JetStream until stopped (Ctrl-C) or idle."""
     if transport != "nats":
@@ -149,7 +156,7 @@ def consume_cmd(
     with runtime() as rt:
         report = nats_transport.consume_sync(
             rt, url, durable=durable, batch_size=batch,
-            idle_exit=idle_exit, drain=drain,
+            idle_exit=idle_exit, drain=drain, workers=workers,
         )  # fmt: skip
     console.print(kv_table("Consumed", _plain(report)))
 

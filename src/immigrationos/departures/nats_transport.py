@@ -26,6 +26,7 @@ durable default to the constants below; tests and demos pass their own to stay a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -357,6 +358,8 @@ class ConsumeReport:
     """Publication to acknowledgement (after the commit), in milliseconds, of the most recent
     events applied; the inbox keeps each event's own lag to the commit."""
     max_lag_ms: float = 0.0
+    workers: list[int] = field(default_factory=list)
+    """With several worker processes (:func:`consume_in_processes`): the events each settled."""
 
     def lag(self) -> dict[str, float | None]:
         """The lag's median and 99th percentile (over the kept lags), and its maximum."""
@@ -376,7 +379,7 @@ class ConsumeReport:
             "redelivered": self.redelivered, "batches": self.batches, "bands": dict(self.bands),
             "seconds": round(self.seconds, 3), "startup_seconds": round(self.startup_seconds, 3),
             "stopped": self.stopped, "last_error": self.last_error, "lag": self.lag(),
-            "rate": round(self.rate, 1),
+            "rate": round(self.rate, 1), "workers": self.workers,
         }  # fmt: skip
 
     @property
@@ -490,16 +493,19 @@ async def consume(
     ack_wait: float = ACK_WAIT,
     max_ack_pending: int = MAX_ACK_PENDING,
     drain: bool = False,
+    processor: Processor | None = None,
 ) -> ConsumeReport:
     """Consume departure events from the durable pull consumer until told to stop.
 
     Returns when ``stop`` is set (after settling the batch in hand), after ``idle_exit``
     seconds without a message, or, with ``drain``, once the durable has nothing pending and
     nothing awaiting an ack. ``on_batch`` gets the running report after each batch settled.
-    Several consumers on the same durable share the work.
+    Several consumers on the same durable share the work (:func:`consume_in_processes`).
+    ``processor``: one made ready already (:func:`ready_processor`), else one is built.
     """
     started = time.perf_counter()
-    processor = await asyncio.to_thread(_locked, _ready_processor, runtime)
+    if processor is None:
+        processor = await asyncio.to_thread(_locked, ready_processor, runtime)
     nc = await nats.connect(url or runtime.settings.nats_url, name=f"immos-departures-{durable}")
     try:
         js = nc.jetstream()
@@ -578,8 +584,9 @@ def _locked(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
 
-def _ready_processor(runtime: Runtime) -> Processor:
-    """A processor whose source is registered and whose matcher is warm.
+def ready_processor(runtime: Runtime, *, serve: bool = True) -> Processor:
+    """A processor whose source is registered and whose matcher is warm; with ``serve``,
+    one that serves from now on (:meth:`Processor.serve`).
 
     Refusing here, before the first fetch, turns a store without the departures source into
     one clear error instead of every event nak'ed forever. The warm-up matches one made-up
@@ -596,7 +603,8 @@ def _ready_processor(runtime: Runtime) -> Processor:
     processor = Processor(runtime, TRANSPORT)
     sample = read_event(_WARM_UP)
     processor.matcher.match(sample, "warm-up")
-    processor.serve()  # after the warm-up: the name tables it loaded live as long as the index
+    if serve:  # after the warm-up: the name tables it loaded live as long as the index
+        processor.serve()
     return processor
 
 
@@ -621,19 +629,197 @@ def publish_sync(url: str | None, events: Iterable[bytes], **kwargs: Any) -> Pub
     return asyncio.run(publish(url, events, **kwargs))
 
 
-def consume_sync(runtime: Runtime, url: str | None = None, **kwargs: Any) -> ConsumeReport:
+def consume_sync(
+    runtime: Runtime, url: str | None = None, *, workers: int = 1, **kwargs: Any
+) -> ConsumeReport:
     """:func:`consume` from synchronous code (the CLI): SIGINT or SIGTERM stops it after the
-    batch in hand is settled, so a stop never leaves work to redeliver."""
+    batch in hand is settled, so a stop never leaves work to redeliver. ``workers`` above
+    one: :func:`consume_in_processes`."""
+    if workers > 1:
+        return consume_in_processes(runtime, url, workers, **kwargs)
 
     async def main() -> ConsumeReport:
         stop = kwargs.pop("stop", None) or asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        before = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
+        if _stopping.is_set():  # a worker process told to stop while it started
+            stop.set()
         try:
             return await consume(runtime, url, stop=stop, **kwargs)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig, handler in before.items():
                 loop.remove_signal_handler(sig)
+                # What was there before, not the default: that would end a worker before
+                # it sent its report, on a second signal.
+                signal.signal(sig, handler)
 
     return asyncio.run(main())
+
+
+#: Set by SIGINT or SIGTERM in a worker process before its consumer runs (see
+#: :func:`consume_in_processes`).
+_stopping = threading.Event()
+
+
+def consume_in_processes(
+    runtime: Runtime, url: str | None = None, workers: int = 2, **kwargs: Any
+) -> ConsumeReport:
+    """``workers`` consumers of the durable, each in a process of its own: one process
+    matches and writes on one core at a time (Python's lock), so a machine with more cores
+    consumes faster with more processes.
+
+    The matcher is built once, here, and the workers are forked from this process after
+    it: they share the index's memory, which the operating system copies only where a
+    worker writes (the index is read, and frozen out of the garbage collector's scans).
+    Each keeps its matcher current as any consumer does (:meth:`Processor.keep_current`),
+    but the departures a worker verifies without their document (a renewed passport) go
+    into its own matcher only: another worker's next event with that passport is matched
+    by name and birth date instead, until the index is next rebuilt. The durable hands
+    each fetch its own messages, and the inbox keeps every event applied once whichever
+    worker gets it (a redelivery to another worker is a duplicate).
+
+    SIGINT or SIGTERM stops every worker after its batch in hand. Returns the workers'
+    reports added up; a worker that ended without a report (killed) is named in
+    ``stopped`` and ``last_error``, and what it held unacknowledged is redelivered.
+    Needs ``fork`` (Linux, macOS).
+    """
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise ValidationFailed("--workers above 1 needs a platform that can fork (Linux, macOS)")
+    began = time.perf_counter()
+    processor = ready_processor(runtime, serve=False)
+    processor.settle()  # once, before the fork: the workers share the frozen heap
+    runtime.engine.dispose()  # no database connection crosses the fork
+    team = _Workers(runtime, processor, url, kwargs)
+    previous = {sig: signal.signal(sig, team.forward) for sig in _STOP_SIGNALS}
+    try:
+        team.start(workers)
+        got = team.reports()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    report = merged(got)
+    built = time.perf_counter() - began - report.seconds
+    report.startup_seconds += max(built, 0.0)
+    report.seconds = time.perf_counter() - began
+    lost = team.lost()
+    if lost or len(got) < len(team.started):
+        missing = len(team.started) - len(got)
+        report.stopped = f"{missing} of {len(team.started)} workers ended without a report"
+        report.last_error = f"workers that failed or were killed: {', '.join(lost)}"
+    return report
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: How long a worker that sent its report may take to exit before it is killed (its work is
+#: settled and reported by then: nothing is lost).
+EXIT_GRACE = 30.0
+#: How often the supervisor wakes while it waits, so that a signal it got is acted on even
+#: if the system delivered it to another of its threads.
+_TICK = 0.5
+
+
+class _Workers:
+    """The worker processes of :func:`consume_in_processes`, seen from the supervisor."""
+
+    def __init__(
+        self, runtime: Runtime, processor: Processor, url: str | None, kwargs: dict[str, Any]
+    ) -> None:
+        import multiprocessing
+
+        self.context = multiprocessing.get_context("fork")
+        self.args = (runtime, processor, url, kwargs)
+        self.supervisor = os.getpid()
+        self.stopping = threading.Event()
+        self.started: list[Any] = []  # multiprocessing's Process objects
+        self.receivers: list[Any] = []  # the supervisor's end of each one's report pipe
+        self.killed: list[str] = []  # sent their report, then did not exit
+
+    def start(self, workers: int) -> None:
+        for n in range(workers):
+            if self.stopping.is_set():  # a worker not started yet is not started
+                return
+            # Each pipe is made just before its worker, so no worker holds another's
+            # sending end: a worker that dies is seen at once (end of file).
+            receiver, sender = self.context.Pipe(duplex=False)
+            child = self.context.Process(target=_worker, args=(*self.args, sender),
+                                         name=f"immos-departures-worker-{n}")  # fmt: skip
+            child.start()
+            sender.close()
+            self.started.append(child)
+            self.receivers.append(receiver)
+
+    def forward(self, _signum: int, _frame: Any) -> None:
+        """SIGINT or SIGTERM: passed on to every worker. A worker forked a moment ago runs
+        this (inherited) until it sets its own handler: it stops itself instead."""
+        if os.getpid() != self.supervisor:
+            _stopping.set()
+            return
+        self.stopping.set()
+        for child in self.started:
+            if child.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    def reports(self) -> list[ConsumeReport]:
+        """Each worker's report as it comes (none from one that died); returns once every
+        worker has ended."""
+        from multiprocessing.connection import wait
+
+        got: list[ConsumeReport] = []
+        waiting = list(self.receivers)
+        while waiting:
+            ready: list[Any] = wait(waiting, timeout=_TICK)
+            for receiver in ready:
+                with contextlib.suppress(EOFError):  # a worker that died sent nothing
+                    got.append(receiver.recv())
+                waiting.remove(receiver)
+        for child in self.started:
+            child.join(EXIT_GRACE)
+            if child.exitcode is None:
+                log.warning("%s sent its report but did not exit: killed", child.name)
+                child.kill()
+                child.join()
+                self.killed.append(child.name)
+        return got
+
+    def lost(self) -> list[str]:
+        """Workers that failed or were killed before their report."""
+        return [c.name for c in self.started if c.exitcode != 0 and c.name not in self.killed]
+
+
+def _worker(
+    runtime: Runtime, processor: Processor, url: str | None, kwargs: dict[str, Any], report: Any
+) -> None:
+    """One worker process of :func:`consume_in_processes`: its report goes to ``report``."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, lambda _signum, _frame: _stopping.set())
+    runtime.engine.dispose(close=False)  # the connections are this process's own from here
+    processor.serve(settled=True)
+    report.send(consume_sync(runtime, url, processor=processor, **kwargs))
+    report.close()
+
+
+def merged(reports: Sequence[ConsumeReport]) -> ConsumeReport:
+    """Several consumers' reports as one: counts added, the longest time, lags pooled."""
+    total = ConsumeReport()
+    for r in reports:
+        total.events += r.events
+        total.applied += r.applied
+        total.duplicates += r.duplicates
+        total.dead_letters += r.dead_letters
+        total.failed += r.failed
+        total.redelivered += r.redelivered
+        total.batches += r.batches
+        total.bands.update(r.bands)
+        total.seconds = max(total.seconds, r.seconds)
+        total.startup_seconds = max(total.startup_seconds, r.startup_seconds)
+        total.lags_ms.extend(r.lags_ms)
+        total.max_lag_ms = max(total.max_lag_ms, r.max_lag_ms)
+        total.last_error = r.last_error or total.last_error
+        total.workers.append(r.events)
+    total.stopped = ", ".join(sorted({r.stopped for r in reports if r.stopped}))
+    return total

@@ -121,18 +121,35 @@ class Outcome:
 
 
 @dataclass
-class _Pending:
-    """An event read and matched, waiting to be written."""
+class _Matched:
+    """A readable event's match, made before the batch's transaction."""
 
-    item: Received
-    event: Event
     record_id: str
     departure_id: str
     payload: bulk.RawJSON
     """The event as its source record stores it (JSON text), also the departure's payload."""
     digest: str
     match: MatchResult
+
+
+@dataclass
+class _Pending(_Matched):
+    """A new event of the batch, matched, waiting to be written."""
+
+    item: Received
+    event: Event
     outcome: Outcome
+
+
+def _read(item: Received) -> Event | Malformed:
+    """The event, or why it cannot be read."""
+    try:
+        return read_event(item.raw)
+    except Malformed as problem:
+        # Kept as a fresh error without traceback or cause: their tracebacks hold this
+        # frame, whose caller holds the batch: a cycle that kept the whole batch (events,
+        # matches, rows) alive until a full garbage collection.
+        return Malformed(problem.reason, problem.event_id)
 
 
 def received(raw: bytes | str | dict[str, Any], sent_at: datetime | None = None) -> Received:
@@ -170,12 +187,14 @@ class Processor:
         if long_lived:
             self.serve()
 
-    def serve(self) -> None:
+    def serve(self, *, settled: bool = False) -> None:
         """From now on, a service's processor: its heap settled (after any warm-up, so that
-        what that loaded is frozen with the index) and, on SQLite, the store's log
-        checkpointed in the background (:meth:`Runtime.checkpoint_in_background`)."""
+        what that loaded is frozen with the index; ``settled``: it was already, as in a
+        worker process forked after it) and, on SQLite, the store's log checkpointed in the
+        background (:meth:`Runtime.checkpoint_in_background`)."""
         self.long_lived = True
-        self.settle()
+        if not settled:
+            self.settle()
         self.runtime.checkpoint_in_background()
 
     def settle(self, *, added_only: bool = False) -> None:
@@ -209,16 +228,24 @@ class Processor:
         return f"added {added}" if added else None
 
     def process(self, batch: list[Received]) -> list[Outcome]:
-        """Process a batch in one transaction; returns an outcome per event, in order."""
+        """Process a batch in one transaction; returns an outcome per event, in order.
+
+        The events are read and matched before the transaction begins: matching needs only
+        the in-memory index, and on SQLite a transaction holds the store's write lock from
+        its start, which other writers (another consumer, the API) would wait on.
+        """
         if not batch:
             return []
         self.keep_current()
+        read = [_read(item) for item in batch]
+        matched = self._match([(item, e) for item, e in zip(batch, read, strict=True)
+                               if not isinstance(e, Malformed)])  # fmt: skip
         try:
-            outcomes, pending = self._transaction(batch)
+            outcomes, pending = self._transaction(batch, read, matched)
         except IntegrityError:
             if len(batch) == 1:
                 # Another consumer committed the same event first: its inbox entry wins.
-                outcomes, pending = self._transaction(batch)
+                outcomes, pending = self._transaction(batch, read, matched)
             else:
                 return [o for item in batch for o in self.process([item])]
         # A departure verified by its document adds nothing the index lacks; one verified
@@ -236,36 +263,41 @@ class Processor:
             self.settle(added_only=True)
         return outcomes
 
-    def _transaction(self, batch: list[Received]) -> tuple[list[Outcome], list[_Pending]]:
+    def _transaction(
+        self, batch: list[Received], read: list[Event | Malformed], matched: list[_Matched]
+    ) -> tuple[list[Outcome], list[_Pending]]:
         ctx = system_context(Purpose.DEPARTURE_VERIFICATION, f"departure events ({self.transport})")
         with unit_of_work(self.runtime.sessions, ctx) as gw:
-            return self._write(gw, batch)
+            return self._write(gw, batch, read, matched)
 
-    def _write(self, gw: Gateway, batch: list[Received]) -> tuple[list[Outcome], list[_Pending]]:
-        read: list[Event | Malformed] = []
-        for item in batch:
-            try:
-                read.append(read_event(item.raw))
-            except Malformed as problem:
-                # Kept as a fresh error without traceback or cause: their tracebacks hold
-                # this frame, which holds ``read``: a cycle that kept the whole batch
-                # (events, matches, rows) alive until a full garbage collection.
-                read.append(Malformed(problem.reason, problem.event_id))
+    def _write(
+        self,
+        gw: Gateway,
+        batch: list[Received],
+        read: list[Event | Malformed],
+        matched: list[_Matched],
+    ) -> tuple[list[Outcome], list[_Pending]]:
+        """Write a batch read and matched: dead letters, duplicates (found in the store, so
+        inside the transaction), and the new events' records, effects and inbox entries."""
         ids = [e.event_id for e in read if not isinstance(e, Malformed)]
         seen = _already_processed(gw, ids)
-        outcomes: list[Outcome | int] = []
-        fresh: list[tuple[Received, Event]] = []
+        outcomes: list[Outcome] = []
+        pending: list[_Pending] = []
+        fresh = iter(matched)
         for item, event in zip(batch, read, strict=True):
             if isinstance(event, Malformed):
                 outcomes.append(self._dead_letter(gw, item, event))
-            elif event.event_id in seen:
+                continue
+            m = next(fresh)
+            if event.event_id in seen:
                 outcomes.append(Outcome(event.event_id, "duplicate", reason=seen[event.event_id]))
             else:
                 seen[event.event_id] = "earlier in the same batch"
-                outcomes.append(len(fresh))
-                fresh.append((item, event))
-        pending = self._match(fresh)
-        done = [pending[o].outcome if isinstance(o, int) else o for o in outcomes]
+                outcome = Outcome(event.event_id, "applied", m.match.band, m.match.person_id,
+                                  m.departure_id)  # fmt: skip
+                pending.append(_Pending(m.record_id, m.departure_id, m.payload, m.digest,
+                                        m.match, item, event, outcome))  # fmt: skip
+                outcomes.append(outcome)  # completed below, with its effects
         if pending:
             self._record(gw, pending)
             self._confirm(gw, pending)
@@ -291,13 +323,13 @@ class Processor:
                 object_ids=[p.departure_id for p in pending][:50],
                 transport=self.transport,
                 events=len(batch),
-                duplicates=sum(o.status == "duplicate" for o in done),
+                duplicates=sum(o.status == "duplicate" for o in outcomes),
                 bands=dict(bands),
                 steps=dict(steps),
             ),
             gw.ctx,
         )
-        return done, pending
+        return outcomes, pending
 
     def _dead_letter(self, gw: Gateway, item: Received, problem: Malformed) -> Outcome:
         text = item.raw.decode("utf-8", errors="replace")
@@ -319,24 +351,20 @@ class Processor:
             )
         return Outcome(problem.event_id, "dead-letter", reason=problem.reason)
 
-    def _match(self, fresh: list[tuple[Received, Event]]) -> list[_Pending]:
-        """Match the batch's new events together (:meth:`Matcher.match_many`)."""
+    def _match(self, fresh: list[tuple[Received, Event]]) -> list[_Matched]:
+        """Match the batch's readable events together (:meth:`Matcher.match_many`)."""
         keyed = []
-        for item, event in fresh:
+        for _item, event in fresh:
             payload, digest = serialised(
                 event.model_dump(mode="json", exclude_none=True, exclude={"schema_version"})
             )
             rid = record_id(SOURCE, event.event_id, 1, digest)
-            keyed.append((item, event, rid, payload, digest))
-        matches = self.matcher.match_many([(event, rid) for _, event, rid, _, _ in keyed])
-        pending = []
-        for (item, event, rid, payload, digest), match in zip(keyed, matches, strict=True):
-            departure_id = content_id("dep", event.event_id)
-            outcome = Outcome(event.event_id, "applied", match.band, match.person_id, departure_id)
-            pending.append(
-                _Pending(item, event, rid, departure_id, payload, digest, match, outcome)
-            )
-        return pending
+            keyed.append((event, rid, payload, digest))
+        matches = self.matcher.match_many([(event, rid) for event, rid, _, _ in keyed])
+        return [
+            _Matched(rid, content_id("dep", event.event_id), payload, digest, match)
+            for (event, rid, payload, digest), match in zip(keyed, matches, strict=True)
+        ]
 
     def _record(self, gw: Gateway, pending: list[_Pending]) -> None:
         """Source records, departures and (for the verified) record links, in bulk."""

