@@ -652,8 +652,9 @@ def consume_sync(
             for sig, handler in before.items():
                 loop.remove_signal_handler(sig)
                 # What was there before, not the default: that would end a worker before
-                # it sent its report, on a second signal.
-                signal.signal(sig, handler)
+                # it sent its report, on a second signal. (None: set outside Python.)
+                if handler is not None:
+                    signal.signal(sig, handler)
 
     return asyncio.run(main())
 
