@@ -592,8 +592,7 @@ def through_workers(
     asyncio.run(_open_stream(url, stream, subject))
     # Everything alive is frozen before the fork, as consume_in_processes has it: a worker's
     # collections then never finalise this process's objects (its closed stores, say).
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     context = multiprocessing.get_context("fork")
     settled, expected = context.Value("q", 0), context.Value("q", 0)
     pipes = [context.Pipe(duplex=False) for _ in range(workers)]

@@ -238,8 +238,7 @@ class Processor:
             return []
         self.keep_current()
         read = [_read(item) for item in batch]
-        matched = self._match([(item, e) for item, e in zip(batch, read, strict=True)
-                               if not isinstance(e, Malformed)])  # fmt: skip
+        matched = self._match([e for e in read if not isinstance(e, Malformed)])
         try:
             outcomes, pending = self._transaction(batch, read, matched)
         except IntegrityError:
@@ -351,10 +350,10 @@ class Processor:
             )
         return Outcome(problem.event_id, "dead-letter", reason=problem.reason)
 
-    def _match(self, fresh: list[tuple[Received, Event]]) -> list[_Matched]:
+    def _match(self, events: list[Event]) -> list[_Matched]:
         """Match the batch's readable events together (:meth:`Matcher.match_many`)."""
         keyed = []
-        for _item, event in fresh:
+        for event in events:
             payload, digest = serialised(
                 event.model_dump(mode="json", exclude_none=True, exclude={"schema_version"})
             )
